@@ -1,0 +1,48 @@
+//! `data-backup-manager`: the command-line shell over `backup-core`.
+//!
+//! Parsing happens in two stages (ripgrep's pattern): clap turns argv into [`cli::Cli`], then
+//! [`settings`] resolves the repository and password from flags, environment and the config
+//! file. Every command builds a `backup-core` options struct, runs it, and prints either a
+//! human table or `--json`. Exit codes: 0 ok, 1 error, 2 warning (e.g. a partial backup).
+
+mod cli;
+mod commands;
+mod output;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if std::env::var_os("DBM_LOG").is_some() || cli.global.verbose {
+        tracing_subscriber_init();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let json = cli.global.json;
+    match rt.block_on(commands::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if json {
+                let kind = e.downcast_ref::<backup_core::Error>().map(|e| format!("{:?}", e.kind()));
+                println!("{}", serde_json::json!({"error": {"code": kind.unwrap_or_else(|| "Error".into()), "message": format!("{e:#}")}}));
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn tracing_subscriber_init() {
+    // Logging is opt-in (DBM_LOG=info|debug or --verbose); messages never contain secrets.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DBM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,111 @@
+//! Stage two of parsing: resolve the repository, password and named targets from flags, the
+//! environment and the config file (config < environment < flags).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use backup_core::repository::{InitOptions, Repository};
+use serde::Deserialize;
+
+use crate::cli::Global;
+
+/// Default repository: the main job needs no server and no setup.
+pub const DEFAULT_REPOSITORY: &str = "./data/backups";
+
+/// `~/.vrooli/data-backup-manager/config.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Repository location.
+    pub repository: Option<String>,
+    /// File holding the repository password.
+    pub password_file: Option<PathBuf>,
+    /// Named targets: name → spec (e.g. `scenarios: files:/home/vrooli/scenarios`).
+    #[serde(default)]
+    pub targets: BTreeMap<String, String>,
+}
+
+pub struct Settings {
+    pub repo: String,
+    password_file: Option<PathBuf>,
+    pub config: ConfigFile,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| Path::new(&h).join(".vrooli/data-backup-manager/config.yaml"))
+}
+
+impl Settings {
+    pub fn resolve(g: &Global) -> Result<Settings> {
+        let (path, explicit) = match &g.config {
+            Some(p) => (Some(p.clone()), true),
+            None => (default_config_path(), false),
+        };
+        let config = match path {
+            Some(p) if p.exists() || explicit => {
+                let text = std::fs::read_to_string(&p).with_context(|| format!("reading config file {}", p.display()))?;
+                serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", p.display()))?
+            }
+            _ => ConfigFile::default(),
+        };
+        let repo = g.repo.clone().or_else(|| config.repository.clone()).unwrap_or_else(|| DEFAULT_REPOSITORY.to_string());
+        let password_file = g.password_file.clone().or_else(|| config.password_file.clone());
+        Ok(Settings { repo, password_file, config, json: g.json, quiet: g.quiet })
+    }
+
+    /// The password: --password-file / config, else DBM_PASSWORD, else a prompt on a terminal.
+    pub fn password(&self, confirm: bool) -> Result<Vec<u8>> {
+        read_password(self.password_file.as_deref(), "DBM_PASSWORD", "repository password", confirm)
+    }
+
+    pub async fn open(&self) -> Result<Arc<Repository>> {
+        let store = backup_core::store::open_store(&self.repo, false)?;
+        let pw = self.password(false)?;
+        Ok(Arc::new(Repository::open(store, &pw).await?))
+    }
+
+    pub async fn init(&self, opts: InitOptions) -> Result<Arc<Repository>> {
+        let pw = self.password(true)?;
+        let store = backup_core::store::open_store(&self.repo, true)?;
+        Ok(Arc::new(Repository::init(store, &pw, opts).await?))
+    }
+
+    /// Expands named targets from the config file.
+    pub fn target(&self, name: &str) -> String {
+        self.config.targets.get(name).cloned().unwrap_or_else(|| name.to_string())
+    }
+}
+
+pub fn read_password(file: Option<&Path>, env: &str, what: &str, confirm: bool) -> Result<Vec<u8>> {
+    if let Some(f) = file {
+        let text = std::fs::read(f).with_context(|| format!("reading password file {}", f.display()))?;
+        let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            bail!("password file {} is empty", f.display());
+        }
+        return Ok(line.to_vec());
+    }
+    if let Some(p) = std::env::var_os(env) {
+        if p.is_empty() {
+            bail!("{env} is set but empty");
+        }
+        return Ok(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no {what}: set {env} or use --password-file (no terminal to ask on)");
+    }
+    let p = rpassword::prompt_password(format!("enter {what}: "))?;
+    if confirm && rpassword::prompt_password(format!("enter {what} again: "))? != p {
+        bail!("the passwords do not match");
+    }
+    if p.is_empty() {
+        bail!("empty password");
+    }
+    Ok(p.into_bytes())
+}

@@ -1,0 +1,35 @@
+//! `backup-core`: the engine of data-backup-manager.
+//!
+//! It takes snapshots of data sources into a deduplicated, compressed, encrypted repository on
+//! an object store, restores them, verifies them and applies retention. The CLI, the HTTP
+//! server and the Python module are thin shells over this crate.
+//!
+//! * [`repository`] — the format: chunker, packs, index, trees, snapshots, keys, locks.
+//! * [`store`] — where objects live ([`Store`], over `object_store`).
+//! * [`target`] — what is backed up ([`target::TargetSpec`]; `files:<path>` today).
+//! * [`engine`] — backup, restore, check/verify, forget/prune, browse (ls, diff, dump, tar).
+//!
+//! ```no_run
+//! # async fn demo() -> backup_core::Result<()> {
+//! use std::sync::Arc;
+//! use backup_core::{engine, repository::{Repository, InitOptions}, store::open_store};
+//! let store = open_store("/tmp/repo", true)?;
+//! let repo = Arc::new(Repository::init(store, b"secret", InitOptions::default()).await?);
+//! let opts = engine::backup::BackupOptions::new(vec!["files:/etc".parse()?]);
+//! let snap = engine::backup::backup(&repo, &opts, &backup_core::progress::NoProgress).await?;
+//! engine::restore::restore(&repo, &snap, &engine::restore::RestoreOptions::new("/tmp/out"), &backup_core::progress::NoProgress).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod engine;
+pub mod error;
+pub mod progress;
+pub mod repository;
+pub mod store;
+pub mod target;
+
+pub use error::{Error, ErrorKind, Result};
+pub use repository::id::Id;
+pub use repository::snapshot::{BackupType, Snapshot, Summary};
+pub use repository::Repository;
+pub use store::Store;

@@ -1,0 +1,155 @@
+//! Where repository objects live.
+//!
+//! [`Store`] is the small object-store interface the repository needs: whole and ranged reads,
+//! create-only writes (objects are immutable and written once), overwrites (locks only), listing
+//! and deletion. [`ObjectStoreBackend`] implements it over any `object_store` backend; today the
+//! local folder (`LocalFileSystem`), S3/GCS/Azure come with the object-storage issue.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::error::{Error, Result};
+
+/// One listed object.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    /// Path relative to the repository root, e.g. `data/ab/ab12…`.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last-modified time as recorded by the store's own clock (UTC).
+    pub last_modified: DateTime<Utc>,
+}
+
+/// The object-store interface of a repository. Paths are `/`-separated and relative to the
+/// repository root.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Human-readable location (`/srv/backups`, `s3://bucket/prefix`), never with secrets.
+    fn location(&self) -> &str;
+    /// Reads a whole object. Errors: `object_store::Error::NotFound` inside [`Error::Store`].
+    async fn get(&self, path: &str) -> Result<Bytes>;
+    /// Reads `range` (bytes) of an object.
+    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes>;
+    /// Writes a new object; returns `Ok(false)` (and writes nothing) if it already exists.
+    async fn put_new(&self, path: &str, data: Bytes) -> Result<bool>;
+    /// Writes an object, replacing any previous version (used for lock refreshes only).
+    async fn put_overwrite(&self, path: &str, data: Bytes) -> Result<()>;
+    /// Lists objects under `prefix` (a folder such as `snapshots`).
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Metadata of one object, `None` if it does not exist.
+    async fn head(&self, path: &str) -> Result<Option<ObjectInfo>>;
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, path: &str) -> Result<()>;
+}
+
+/// A [`Store`] over any `object_store` backend.
+#[derive(Debug)]
+pub struct ObjectStoreBackend {
+    inner: Arc<dyn ObjectStore>,
+    location: String,
+}
+
+impl ObjectStoreBackend {
+    /// Wraps an `object_store` backend; `location` is what messages show.
+    pub fn new(inner: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
+        ObjectStoreBackend { inner, location: location.into() }
+    }
+
+    /// A repository in a local folder, created (with parents) if `create` is set.
+    ///
+    /// Errors: [`Error::RepositoryNotFound`] if the folder is missing and `create` is false.
+    pub fn local(dir: &std::path::Path, create: bool) -> Result<Self> {
+        if create {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        } else if !dir.is_dir() {
+            return Err(Error::RepositoryNotFound { repo: dir.display().to_string() });
+        }
+        let fs = LocalFileSystem::new_with_prefix(dir).map_err(Error::Store)?;
+        Ok(Self::new(Arc::new(fs), dir.display().to_string()))
+    }
+}
+
+/// Opens the store named by a repository URL: a local path or `file://` URL today.
+///
+/// Errors: [`Error::InvalidInput`] for a scheme this build does not support.
+pub fn open_store(url: &str, create: bool) -> Result<Arc<dyn Store>> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Ok(Arc::new(ObjectStoreBackend::local(std::path::Path::new(rest), create)?));
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return Err(Error::InvalidInput(format!(
+            "repository URL {url}: scheme {scheme}:// is not supported by this build (use a local path)"
+        )));
+    }
+    let p = std::path::Path::new(url);
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(|e| Error::io(".", e))?.join(p)
+    };
+    Ok(Arc::new(ObjectStoreBackend::local(&abs, create)?))
+}
+
+fn info(m: object_store::ObjectMeta) -> ObjectInfo {
+    ObjectInfo { path: m.location.to_string(), size: m.size, last_modified: m.last_modified }
+}
+
+#[async_trait]
+impl Store for ObjectStoreBackend {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let r = self.inner.get(&ObjPath::from(path)).await?;
+        Ok(r.bytes().await?)
+    }
+
+    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
+        Ok(self.inner.get_range(&ObjPath::from(path), range).await?)
+    }
+
+    async fn put_new(&self, path: &str, data: Bytes) -> Result<bool> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.inner.put_opts(&ObjPath::from(path), PutPayload::from(data), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put_overwrite(&self, path: &str, data: Bytes) -> Result<()> {
+        self.inner.put(&ObjPath::from(path), PutPayload::from(data)).await?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let p = ObjPath::from(prefix);
+        let v: Vec<_> = self.inner.list(Some(&p)).map_ok(info).try_collect().await?;
+        Ok(v)
+    }
+
+    async fn head(&self, path: &str) -> Result<Option<ObjectInfo>> {
+        match self.inner.head(&ObjPath::from(path)).await {
+            Ok(m) => Ok(Some(info(m))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        match self.inner.delete(&ObjPath::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
