@@ -119,7 +119,7 @@ pub struct RestoreArgs {
     pub destination: Option<PathBuf>,
     /// Restore only this path of the snapshot (absolute, repeatable).
     #[arg(long = "include", short = 'i')]
-    pub include: Vec<String>,
+    pub include: Vec<PathBuf>,
     /// Restore only these targets of the snapshot (e.g. files:/srv/data), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub targets: Vec<String>,
@@ -153,7 +153,7 @@ pub struct LsArgs {
     pub snapshot: String,
     /// Path inside the snapshot (default /).
     #[arg(default_value = "/")]
-    pub path: String,
+    pub path: PathBuf,
     /// Only the entries directly under PATH.
     #[arg(long)]
     pub no_recursive: bool,
@@ -175,7 +175,7 @@ pub struct DumpArgs {
     /// Snapshot id, prefix or `latest`.
     pub snapshot: String,
     /// Absolute path of the file (or directory with --format tar) inside the snapshot.
-    pub path: String,
+    pub path: PathBuf,
     /// `tar`: write PATH (a directory) as a tar stream.
     #[arg(long, value_parser = ["tar"])]
     pub format: Option<String>,

@@ -132,7 +132,6 @@ async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
     for t in &a.targets {
         match s.target(t).parse::<backup_core::target::TargetSpec>()? {
             backup_core::target::TargetSpec::Files(p) => {
-                let p = p.display().to_string();
                 if !snap.paths.iter().any(|sp| p.starts_with(sp.as_str())) {
                     bail!("target {t} is not in snapshot {} (it holds {})", snap.id.short(), snap.paths.join(", "));
                 }
@@ -142,7 +141,7 @@ async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
     }
     if a.format.as_deref() == Some("tar") {
         let path = match include.as_slice() {
-            [] => "/".to_string(),
+            [] => std::path::PathBuf::from("/"),
             [one] => one.clone(),
             _ => bail!("--format tar takes at most one --include path"),
         };
@@ -181,7 +180,7 @@ async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
     Ok(0)
 }
 
-async fn tar_out(repo: Arc<Repository>, snap: Snapshot, path: String) -> Result<u8> {
+async fn tar_out(repo: Arc<Repository>, snap: Snapshot, path: std::path::PathBuf) -> Result<u8> {
     let h = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();

@@ -55,7 +55,20 @@ fn killed_backups_leave_repository_consistent() {
             status.code().is_none(),
             "{when}: child was not killed: {status}"
         );
-        eprintln!("{when}: lock files left: {:?}", repo.lock_files());
+        let data_files: Vec<String> = walk(&repo.path.join("data"))
+            .iter()
+            .filter(|p| p.is_file())
+            .map(|p| file_name_str(p))
+            .collect();
+        eprintln!(
+            "{when}: {} files under data/ (not named like a pack: {:?}), lock files left: {:?}",
+            data_files.len(),
+            data_files
+                .iter()
+                .filter(|n| !is_hex(n, 64))
+                .collect::<Vec<_>>(),
+            repo.lock_files()
+        );
 
         // 1. The repository has no damage.
         assert_check_clean(&repo, &when);

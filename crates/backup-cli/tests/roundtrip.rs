@@ -127,30 +127,55 @@ fn restore_into_non_empty_destination_needs_overwrite() {
     assert_trees_equal(&tree.root, &restored_path(dest.path(), &tree.root));
 }
 
-/// (d) `dump` writes a file's exact bytes to stdout, whatever its name.
+#[track_caller]
+fn assert_dump(repo: &Repo, snapshot: &str, file: &Path) {
+    let run = repo.run(["dump".as_ref(), snapshot.as_ref(), file.as_os_str()]);
+    run.expect_success();
+    let want = fs::read(file).unwrap();
+    assert!(
+        run.stdout == want,
+        "dump {snapshot} {file:?}: got {} bytes, want {} bytes (same length: {})",
+        run.stdout.len(),
+        want.len(),
+        run.stdout.len() == want.len()
+    );
+}
+
+/// (d) `dump` writes a file's exact bytes to stdout.
 #[test]
 fn dump_prints_file_bytes() {
     let (repo, _src, tree, snap) = repo_with_nasty_tree(TreeSize::Small);
-    let plain = tree.root.join("plain.txt");
-    let cases = [
-        (snap.short_id.as_str(), &tree.random_file),
-        (snap.id.as_str(), &tree.non_utf8_file),
-        ("latest", &tree.newline_file),
-        ("latest", &plain),
-        ("latest", &tree.sparse_file),
-    ];
-    for (snapshot, file) in cases {
-        let run = repo.run(["dump".as_ref(), snapshot.as_ref(), file.as_os_str()]);
-        run.expect_success();
-        let want = fs::read(file).unwrap();
-        assert!(
-            run.stdout == want,
-            "dump {snapshot} {file:?}: got {} bytes, want {} bytes (equal length: {}, contents differ)",
-            run.stdout.len(),
-            want.len(),
-            run.stdout.len() == want.len()
-        );
-    }
+    assert_dump(&repo, &snap.short_id, &tree.random_file);
+    assert_dump(&repo, &snap.id, &tree.root.join("plain.txt"));
+    assert_dump(&repo, "latest", &tree.newline_file);
+    assert_dump(&repo, "latest", &tree.sparse_file);
+    assert_dump(&repo, "latest", &tree.root.join("zero"));
+}
+
+/// Paths inside a snapshot are arbitrary bytes: `dump` and
+/// `restore --include` take non-UTF-8 paths as arguments.
+#[test]
+fn non_utf8_paths_are_accepted_as_arguments() {
+    let (repo, _src, tree, snap) = repo_with_nasty_tree(TreeSize::Small);
+    assert_dump(&repo, &snap.short_id, &tree.non_utf8_file);
+
+    let dest = tempdir();
+    repo.restore(
+        &snap.short_id,
+        dest.path(),
+        ["--include".as_ref(), tree.non_utf8_file.as_os_str()],
+    )
+    .expect_success();
+    let restored = restored_path(dest.path(), &tree.non_utf8_file);
+    assert_eq!(
+        fs::read(&restored).ok(),
+        fs::read(&tree.non_utf8_file).ok(),
+        "{restored:?} not restored"
+    );
+    assert!(
+        !restored_path(dest.path(), &tree.newline_file).exists(),
+        "restore --include restored more than the included file"
+    );
 }
 
 /// (e) `restore --verify` succeeds on an intact repository and the restore

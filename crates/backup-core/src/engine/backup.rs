@@ -87,6 +87,9 @@ enum Done {
     Error(PathError),
 }
 
+/// Walk items per channel message.
+const BATCH: usize = 256;
+
 type ParentLevel = Option<Arc<BTreeMap<Vec<u8>, Node>>>;
 
 fn level_of(tree: Tree) -> ParentLevel {
@@ -152,7 +155,8 @@ async fn run(
 
     let packer = repo.packer().await?;
     let handle = packer.handle();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(1024);
+    // Items travel in batches: one wake-up per 256 entries instead of one per entry.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Item>>(8);
 
     // Walker: lstat, parent lookup and hard-link detection on one blocking thread.
     let walk_repo = repo.clone();
@@ -160,8 +164,16 @@ async fn run(
     let walker = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut stack: Vec<ParentLevel> = vec![root_level];
         let mut links: HashMap<(u64, u64), ()> = HashMap::new();
-        let send = |item: Item| tx.blocking_send(item).map_err(|_| Error::InvalidInput("backup aborted".into()));
-        target.walk(&mut |ev| match ev {
+        let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
+        let mut send = |item: Item| {
+            batch.push(item);
+            if batch.len() >= BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                tx.blocking_send(full).map_err(|_| Error::InvalidInput("backup aborted".into()))?;
+            }
+            Ok(())
+        };
+        let walked = target.walk(&mut |ev| match ev {
             WalkEvent::EnterDir(node) => {
                 let prev = stack
                     .last()
@@ -212,14 +224,19 @@ async fn run(
                 }
             }
             WalkEvent::Error(e) => send(Item::Error(e)),
-        })
+        });
+        drop(send);
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+        walked
     });
 
     let chunker = Arc::new(repo.chunker().clone());
     let key = repo.key();
     let (id_key, digest_key) = (key.id_key, key.digest_key);
     let concurrency = opts.read_concurrency.unwrap_or_else(|| (2 * super::cores()).max(4));
-    let items = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let items = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(futures::stream::iter);
     let mut done = items
         .map(|item| {
             let handle = handle.clone();
@@ -234,11 +251,11 @@ async fn run(
                             .map_err(|e| Error::InvalidInput(format!("reader task failed: {e}")))?;
                         match r {
                             Ok((node, read, warning)) => {
-                                let warning = warning.map(|message| PathError { path: path.display().to_string(), message });
+                                let warning = warning.map(|message| PathError { path: crate::repository::tree::display_path(&path), message });
                                 Ok(Done::File { node, parent, reused: false, read, warning })
                             }
                             Err(ReadError::Skip(e)) => Ok(Done::Error(PathError {
-                                path: path.display().to_string(),
+                                path: crate::repository::tree::display_path(&path),
                                 message: e,
                             })),
                             Err(ReadError::Fatal(e)) => Err(e),

@@ -11,21 +11,21 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::repository::id::Id;
 use crate::repository::snapshot::Snapshot;
-use crate::repository::tree::{Node, NodeKind};
+use crate::repository::tree::{display_path, Node, NodeKind};
 use crate::repository::Repository;
 
 /// Finds the node at absolute `path` in `snap` (`/` gives a synthetic root directory).
 ///
 /// Errors: [`Error::InvalidInput`] if the path is not in the snapshot.
-pub async fn find_node(repo: &Repository, snap: &Snapshot, path: &str) -> Result<Node> {
+pub async fn find_node(repo: &Repository, snap: &Snapshot, path: &Path) -> Result<Node> {
     let mut node = Node::new(crate::repository::tree::RawName(b"/".to_vec()), NodeKind::Dir);
     node.subtree = Some(snap.tree);
     node.mode = 0o755;
-    for c in Path::new(path).components() {
+    for c in path.components() {
         let name = match c {
             std::path::Component::Normal(n) => n.as_bytes(),
             std::path::Component::RootDir | std::path::Component::CurDir => continue,
-            _ => return Err(Error::InvalidInput(format!("path {path:?} must be absolute, without `..`"))),
+            _ => return Err(Error::InvalidInput(format!("path {} must be absolute, without `..`", display_path(path)))),
         };
         let sub = node.subtree.filter(|_| node.kind == NodeKind::Dir).ok_or_else(|| not_found(path, snap))?;
         let tree = repo.load_tree(&sub).await?;
@@ -34,14 +34,14 @@ pub async fn find_node(repo: &Repository, snap: &Snapshot, path: &str) -> Result
     Ok(node)
 }
 
-fn not_found(path: &str, snap: &Snapshot) -> Error {
-    Error::InvalidInput(format!("path {path} is not in snapshot {}", snap.id.short()))
+fn not_found(path: &Path, snap: &Snapshot) -> Error {
+    Error::InvalidInput(format!("path {} is not in snapshot {}", display_path(path), snap.id.short()))
 }
 
 /// One listed entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct LsEntry {
-    /// Absolute path inside the snapshot (lossy UTF-8).
+    /// Absolute path inside the snapshot, escaped (see [`display_path`]).
     pub path: String,
     /// The node.
     #[serde(flatten)]
@@ -49,12 +49,12 @@ pub struct LsEntry {
 }
 
 /// Lists every entry at or below `path`, depth first, in name order.
-pub async fn ls(repo: &Repository, snap: &Snapshot, path: &str, recursive: bool) -> Result<Vec<LsEntry>> {
+pub async fn ls(repo: &Repository, snap: &Snapshot, path: &Path, recursive: bool) -> Result<Vec<LsEntry>> {
     let start = find_node(repo, snap, path).await?;
-    let base = PathBuf::from(if path.is_empty() { "/" } else { path });
+    let base = if path.as_os_str().is_empty() { PathBuf::from("/") } else { path.to_path_buf() };
     let mut out = Vec::new();
     if start.kind != NodeKind::Dir {
-        out.push(LsEntry { path: base.display().to_string(), node: start });
+        out.push(LsEntry { path: display_path(&base), node: start });
         return Ok(out);
     }
     let mut todo: Vec<(Id, PathBuf)> = start.subtree.map(|s| (s, base)).into_iter().collect();
@@ -68,7 +68,7 @@ pub async fn ls(repo: &Repository, snap: &Snapshot, path: &str, recursive: bool)
                     subs.push((s, p.clone()));
                 }
             }
-            out.push(LsEntry { path: p.to_string_lossy().into_owned(), node: n });
+            out.push(LsEntry { path: display_path(&p), node: n });
         }
         todo.extend(subs.into_iter().rev());
     }
@@ -81,7 +81,7 @@ pub async fn ls(repo: &Repository, snap: &Snapshot, path: &str, recursive: bool)
 pub struct DiffEntry {
     /// `+` added, `-` removed, `M` content changed, `T` type changed, `U` metadata only.
     pub change: String,
-    /// Absolute path (lossy UTF-8).
+    /// Absolute path, escaped (see [`display_path`]).
     pub path: String,
 }
 
@@ -109,7 +109,7 @@ pub async fn diff(repo: &Repository, a: &Snapshot, b: &Snapshot) -> Result<Vec<D
             };
             let name = x.or(y).expect("one side").name.0.clone();
             let path = dir.join(OsStr::from_bytes(&name));
-            let p = path.to_string_lossy().into_owned();
+            let p = display_path(&path);
             let sub = |n: Option<&Node>| n.filter(|n| n.kind == NodeKind::Dir).and_then(|n| n.subtree);
             match (x, y) {
                 (Some(_), None) => out.push(DiffEntry { change: "-".into(), path: p }),
@@ -170,10 +170,14 @@ impl Read for NodeReader {
 
 /// Writes the bytes of the file at `path` in `snap` to `out` (blocking; call from a blocking
 /// thread). Errors if the path is not a regular file or a blob fails to verify.
-pub fn dump(repo: Arc<Repository>, handle: tokio::runtime::Handle, snap: &Snapshot, path: &str, out: &mut dyn Write) -> Result<u64> {
+pub fn dump(repo: Arc<Repository>, handle: tokio::runtime::Handle, snap: &Snapshot, path: &Path, out: &mut dyn Write) -> Result<u64> {
     let node = handle.block_on(find_node(&repo, snap, path))?;
     if node.kind != NodeKind::File {
-        return Err(Error::InvalidInput(format!("{path} is not a regular file in snapshot {} (use --format tar for directories)", snap.id.short())));
+        return Err(Error::InvalidInput(format!(
+            "{} is not a regular file in snapshot {} (use --format tar for directories)",
+            display_path(path),
+            snap.id.short()
+        )));
     }
     let mut r = NodeReader::new(repo, handle, &node);
     std::io::copy(&mut r, out).map_err(|e| Error::io(path, e))
@@ -181,11 +185,11 @@ pub fn dump(repo: Arc<Repository>, handle: tokio::runtime::Handle, snap: &Snapsh
 
 /// Writes the subtree at `path` of `snap` as a tar stream (GNU format, long names supported)
 /// to `out` (blocking). Entry names are relative to the snapshot root.
-pub fn export_tar(repo: Arc<Repository>, handle: tokio::runtime::Handle, snap: &Snapshot, path: &str, out: &mut dyn Write) -> Result<()> {
+pub fn export_tar(repo: Arc<Repository>, handle: tokio::runtime::Handle, snap: &Snapshot, path: &Path, out: &mut dyn Write) -> Result<()> {
     let start = handle.block_on(find_node(&repo, snap, path))?;
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
-    let base = PathBuf::from(path.trim_start_matches('/'));
+    let base: PathBuf = path.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
     let mut todo: Vec<(PathBuf, Node)> = Vec::new();
     if start.kind == NodeKind::Dir && base.as_os_str().is_empty() {
         let tree = handle.block_on(repo.load_tree(&start.subtree.expect("root tree")))?;

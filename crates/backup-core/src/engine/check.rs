@@ -237,12 +237,12 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
             if let Some(&i) = damaged.get(blob) {
                 affected_snaps[i].insert(short.clone());
                 if affected_paths[i].len() < 100 {
-                    affected_paths[i].push(path.to_string_lossy().into_owned());
+                    affected_paths[i].push(crate::repository::tree::display_path(path));
                 }
             } else if !index.contains(blob) {
                 let mut p = problem("missing-blob", None, format!("blob {} is not in the index", blob.short()));
                 p.snapshots.push(short.clone());
-                p.paths.push(path.to_string_lossy().into_owned());
+                p.paths.push(crate::repository::tree::display_path(path));
                 local.push(p);
             }
         };
@@ -269,7 +269,7 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
             if damaged.contains_key(&id) || !index.contains(&id) {
                 continue; // already reported through its pack or as missing
             }
-            let mut p = problem("tree", None, format!("tree {} at {}: {e}", id.short(), path.display()));
+            let mut p = problem("tree", None, format!("tree {} at {}: {e}", id.short(), crate::repository::tree::display_path(&path)));
             p.snapshots.push(short.clone());
             local.push(p);
         }
@@ -352,7 +352,7 @@ pub async fn verify(repo: &Arc<Repository>, snap: &Snapshot, progress: &dyn Prog
                 files.push((p.clone(), n.clone()));
             }
         },
-        |p, id, e| errors.push(crate::repository::snapshot::PathError { path: p.display().to_string(), message: format!("tree {}: {e}", id.short()) }),
+        |p, id, e| errors.push(crate::repository::snapshot::PathError { path: crate::repository::tree::display_path(p), message: format!("tree {}: {e}", id.short()) }),
     )
     .await;
     progress.set_total(files.iter().map(|(_, n)| n.size).sum(), files.len() as u64);
@@ -381,7 +381,7 @@ pub async fn verify(repo: &Arc<Repository>, snap: &Snapshot, progress: &dyn Prog
                 progress.add_bytes(n);
                 progress.add_item();
             }
-            Err(m) => errors.push(crate::repository::snapshot::PathError { path: path.display().to_string(), message: m }),
+            Err(m) => errors.push(crate::repository::snapshot::PathError { path: crate::repository::tree::display_path(&path), message: m }),
         }
     }
     drop(results);

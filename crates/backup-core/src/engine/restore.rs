@@ -33,7 +33,7 @@ use crate::repository::id::{Id, IdMap};
 use crate::repository::lock;
 use crate::repository::pack::{open_blob, PackedBlob};
 use crate::repository::snapshot::{PathError, Snapshot};
-use crate::repository::tree::{Node, NodeKind};
+use crate::repository::tree::{display_path, Node, NodeKind};
 use crate::repository::{pack_path, Repository};
 
 /// How to restore.
@@ -42,7 +42,7 @@ pub struct RestoreOptions {
     /// Destination directory (created if missing). Source path `/a/b` lands at `DEST/a/b`.
     pub destination: PathBuf,
     /// Absolute paths inside the snapshot to restore (default: everything).
-    pub include: Vec<String>,
+    pub include: Vec<PathBuf>,
     /// Allow a non-empty destination; existing entries with restored names are replaced.
     pub overwrite: bool,
     /// Re-read every restored file and compare it with its whole-file digest.
@@ -147,13 +147,13 @@ fn prepare_destination(dest: &Path, overwrite: bool) -> Result<()> {
 }
 
 /// Splits an include path into components; rejects `..`.
-fn include_components(p: &str) -> Result<Vec<Vec<u8>>> {
+fn include_components(p: &Path) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
-    for c in Path::new(p).components() {
+    for c in p.components() {
         match c {
             std::path::Component::Normal(n) => out.push(n.as_bytes().to_vec()),
             std::path::Component::RootDir | std::path::Component::CurDir => {}
-            _ => return Err(Error::InvalidInput(format!("include path {p:?} must not contain `..`"))),
+            _ => return Err(Error::InvalidInput(format!("include path {} must not contain `..`", display_path(p)))),
         }
     }
     Ok(out)
@@ -207,19 +207,23 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
     progress.phase("planning");
     let (entries, matched) = plan(repo, &snap.tree, &includes).await?;
     if let Some(i) = matched.iter().position(|m| !m) {
-        return Err(Error::InvalidInput(format!("path {} is not in snapshot {}", opts.include[i], snap.id.short())));
+        return Err(Error::InvalidInput(format!("path {} is not in snapshot {}", display_path(&opts.include[i]), snap.id.short())));
     }
-    let mut summary = RestoreSummary { snapshot: snap.id.to_hex(), destination: dest.display().to_string(), ..Default::default() };
+    let mut summary = RestoreSummary { snapshot: snap.id.to_hex(), destination: display_path(&dest), ..Default::default() };
 
     // 1. Directories, parents first. Created 0700 so read-only ones can be filled.
+    // Anything below a failed directory is skipped.
+    let mut failed_dirs: Vec<PathBuf> = Vec::new();
     for e in entries.iter().filter(|e| e.node.kind == NodeKind::Dir) {
         let p = dest.join(&e.rel);
+        if failed_dirs.iter().any(|d| p.starts_with(d)) {
+            continue;
+        }
         if let Err(msg) = make_dir(&p, opts.overwrite) {
-            summary.errors.push(PathError { path: p.display().to_string(), message: msg });
+            summary.errors.push(PathError { path: display_path(&p), message: msg });
+            failed_dirs.push(p);
         }
     }
-    // Anything below a failed directory is skipped.
-    let failed_dirs: Vec<PathBuf> = summary.errors.iter().map(|e| PathBuf::from(&e.path)).collect();
     let under_failed = |p: &Path| failed_dirs.iter().any(|d| p.starts_with(d));
 
     // 2. Files: temp file per file (first of each hard-link group), then the blob plan.
@@ -280,17 +284,18 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
         let (repo, jobs, entries, written) = (repo.clone(), jobs.clone(), entries.clone(), written.clone());
         async move {
             let path = pack_path(&pack);
-            let ranges: Vec<std::ops::Range<u64>> =
-                blobs.iter().map(|(b, _)| b.offset as u64..b.offset as u64 + b.len as u64).collect();
-            let fetched = fetch_ranges(&repo, &path, &ranges).await;
+            let rt = tokio::runtime::Handle::current();
+            // Blobs are fetched one at a time on this blocking thread: memory stays at one blob
+            // per pack in flight, whatever the pack size.
             tokio::task::spawn_blocking(move || {
                 let key = repo.key();
-                let mut files: HashMap<usize, File> = HashMap::new();
-                for (i, (b, targets)) in blobs.iter().enumerate() {
-                    let data = match &fetched {
-                        Ok(v) => open_blob(&key.data, &key.id_key, &path, b, &v[i]),
-                        Err(e) => Err(Error::corrupt(&path, e.to_string())),
-                    };
+                let mut open: Option<(usize, File)> = None;
+                for (b, targets) in blobs.iter() {
+                    let range = b.offset as u64..b.offset as u64 + b.len as u64;
+                    let data = rt
+                        .block_on(repo.store().get_range(&path, range))
+                        .map_err(|e| Error::corrupt(&path, format!("cannot read blob {}: {e}", b.id.short())))
+                        .and_then(|env| open_blob(&key.data, &key.id_key, &path, b, &env));
                     let data = match data {
                         Ok(d) => d,
                         Err(e) => {
@@ -309,18 +314,18 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
                         if j.failed.lock().expect("poisoned").is_some() {
                             continue;
                         }
-                        let f = match files.entry(*job) {
-                            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                            std::collections::hash_map::Entry::Vacant(v) => {
-                                match OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(&j.temp) {
-                                    Ok(f) => v.insert(f),
-                                    Err(e) => {
-                                        fail(j, e.to_string());
-                                        continue;
-                                    }
+                        // Keep only the last file open: a pack can feed thousands of files.
+                        if open.as_ref().map(|(j, _)| *j) != Some(*job) {
+                            open = None;
+                            match OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(&j.temp) {
+                                Ok(f) => open = Some((*job, f)),
+                                Err(e) => {
+                                    fail(j, e.to_string());
+                                    continue;
                                 }
                             }
-                        };
+                        }
+                        let f = &open.as_ref().expect("opened above").1;
                         match f.write_all_at(&data, *off) {
                             Ok(()) => {
                                 written.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -370,7 +375,7 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
                 summary.files_verified += verified as u64;
                 restored_ok[idx] = true;
             }
-            Err(msg) => summary.errors.push(PathError { path: dest.join(&entries[idx].rel).display().to_string(), message: msg }),
+            Err(msg) => summary.errors.push(PathError { path: display_path(&dest.join(&entries[idx].rel)), message: msg }),
         }
     }
 
@@ -378,7 +383,7 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
     for (idx, first) in links {
         let target = dest.join(&entries[idx].rel);
         if !restored_ok[first] {
-            summary.errors.push(PathError { path: target.display().to_string(), message: "hard-link target was not restored".into() });
+            summary.errors.push(PathError { path: display_path(&target), message: "hard-link target was not restored".into() });
             continue;
         }
         let r = remove_existing(&target, opts.overwrite).and_then(|_| {
@@ -386,7 +391,7 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
         });
         match r {
             Ok(()) => summary.files += 1,
-            Err(m) => summary.errors.push(PathError { path: target.display().to_string(), message: m }),
+            Err(m) => summary.errors.push(PathError { path: display_path(&target), message: m }),
         }
     }
 
@@ -398,7 +403,7 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
         }
         match make_special(&p, &e.node, opts.overwrite, owners) {
             Ok(()) => summary.others += 1,
-            Err(m) => summary.errors.push(PathError { path: p.display().to_string(), message: m }),
+            Err(m) => summary.errors.push(PathError { path: display_path(&p), message: m }),
         }
     }
 
@@ -410,7 +415,7 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
         }
         match apply_meta(&p, &e.node, owners) {
             Ok(()) => summary.dirs += 1,
-            Err(m) => summary.errors.push(PathError { path: p.display().to_string(), message: m }),
+            Err(m) => summary.errors.push(PathError { path: display_path(&p), message: m }),
         }
     }
     Ok(summary)
@@ -421,14 +426,6 @@ fn fail(job: &FileJob, msg: String) {
     if g.is_none() {
         *g = Some(msg);
     }
-}
-
-async fn fetch_ranges(repo: &Repository, path: &str, ranges: &[std::ops::Range<u64>]) -> Result<Vec<bytes::Bytes>> {
-    let mut out = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        out.push(repo.store().get_range(path, r.clone()).await?);
-    }
-    Ok(out)
 }
 
 fn temp_name(final_path: &Path) -> PathBuf {

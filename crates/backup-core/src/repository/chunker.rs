@@ -76,13 +76,21 @@ impl Chunker {
 
     /// Splits a reader into chunks; `size_hint` (bytes, e.g. from `lstat`) sizes the buffer.
     pub fn stream<R: Read>(&self, reader: R, size_hint: u64) -> ChunkStream<'_, R> {
-        let cap = (2 * self.params.max_size as u64).min(size_hint.saturating_add(1)).max(4096);
-        // `vec![0; n]` is a zeroed allocation: pages become resident only when filled.
+        let cap = (self.fill_target() as u64 + 64 * 1024).min(size_hint.saturating_add(1)).max(4096);
         ChunkStream { chunker: self, reader, buf: vec![0; cap as usize], start: 0, end: 0, eof: false }
+    }
+
+    /// Bytes buffered ahead before cutting: a cut found inside them is final (the gear hash
+    /// only looks back), so the full `max` is needed only when no cut point shows up early.
+    fn fill_target(&self) -> usize {
+        (2 * self.params.avg_size as usize).min(self.params.max_size as usize)
     }
 }
 
 /// Iterator of chunks (`Vec<u8>` each) over a reader. See [`Chunker::stream`].
+///
+/// Memory: a buffer of about `2 × avg` bytes, growing to `max + 64 KiB` only while a chunk
+/// without an early cut point is read.
 pub struct ChunkStream<'a, R> {
     chunker: &'a Chunker,
     reader: R,
@@ -94,19 +102,17 @@ pub struct ChunkStream<'a, R> {
 }
 
 impl<R: Read> ChunkStream<'_, R> {
-    fn fill(&mut self) -> std::io::Result<()> {
-        let max = self.chunker.params.max_size as usize;
-        while !self.eof && self.end - self.start < max {
+    fn fill(&mut self, want: usize) -> std::io::Result<()> {
+        while !self.eof && self.end - self.start < want {
             if self.end == self.buf.len() {
                 if self.start > 0 {
-                    // Move the unconsumed tail (< max bytes) to the front; with a buffer of
-                    // 2 × max this happens at most once per max bytes consumed.
+                    // Move the unconsumed tail to the front (about one chunk's worth).
                     self.buf.copy_within(self.start..self.end, 0);
                     self.end -= self.start;
                     self.start = 0;
                 } else {
-                    // The stream is longer than its size hint: grow, up to 2 × max.
-                    let grown = (self.buf.len() * 2).min(2 * max).max(self.buf.len() + 4096);
+                    let limit = self.chunker.params.max_size as usize + 64 * 1024;
+                    let grown = (self.buf.len() * 2).min(limit).max(self.buf.len() + 4096);
                     self.buf.resize(grown, 0);
                 }
             }
@@ -125,15 +131,22 @@ impl<R: Read> Iterator for ChunkStream<'_, R> {
     type Item = std::io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Err(e) = self.fill() {
+        let max = self.chunker.params.max_size as usize;
+        if let Err(e) = self.fill(self.chunker.fill_target()) {
             return Some(Err(e));
         }
-        let avail = &self.buf[self.start..self.end];
-        if avail.is_empty() {
+        let mut n = self.chunker.cut(&self.buf[self.start..self.end]);
+        if n == self.end - self.start && !self.eof && n < max {
+            // No cut point in what is buffered: read up to `max` ahead and cut again.
+            if let Err(e) = self.fill(max) {
+                return Some(Err(e));
+            }
+            n = self.chunker.cut(&self.buf[self.start..self.end]);
+        }
+        if n == 0 {
             return None;
         }
-        let n = self.chunker.cut(avail);
-        let chunk = avail[..n].to_vec();
+        let chunk = self.buf[self.start..self.start + n].to_vec();
         self.start += n;
         Some(Ok(chunk))
     }

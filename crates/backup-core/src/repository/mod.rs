@@ -94,6 +94,40 @@ pub struct Repository {
     config: Config,
     chunker: Chunker,
     index: tokio::sync::Mutex<Option<Arc<Index>>>,
+    trees: std::sync::Mutex<TreeCache>,
+}
+
+/// Verified tree blobs, filled a whole pack at a time (trees are packed apart from data, so
+/// one pack read usually brings every tree of a snapshot). Bounded by [`TREE_CACHE_BYTES`];
+/// the oldest packs' trees are dropped first.
+#[derive(Default)]
+struct TreeCache {
+    map: id::IdMap<Arc<Vec<u8>>>,
+    order: std::collections::VecDeque<Vec<Id>>,
+    bytes: usize,
+}
+
+/// Upper bound of the tree cache, bytes of decoded tree blobs.
+pub const TREE_CACHE_BYTES: usize = 32 << 20;
+
+impl TreeCache {
+    fn insert_pack(&mut self, blobs: Vec<(Id, Vec<u8>)>) {
+        let mut ids = Vec::with_capacity(blobs.len());
+        for (id, raw) in blobs {
+            self.bytes += raw.len();
+            if self.map.insert(id, Arc::new(raw)).is_none() {
+                ids.push(id);
+            }
+        }
+        self.order.push_back(ids);
+        while self.bytes > TREE_CACHE_BYTES && self.order.len() > 1 {
+            for id in self.order.pop_front().unwrap_or_default() {
+                if let Some(v) = self.map.remove(&id) {
+                    self.bytes -= v.len();
+                }
+            }
+        }
+    }
 }
 
 /// Store path of a pack.
@@ -150,7 +184,7 @@ impl Repository {
 
     fn assemble(store: Arc<dyn Store>, key: MasterKey, key_id: String, config: Config) -> Repository {
         let chunker = Chunker::new(config.chunker, key.chunker_seed);
-        Repository { store, key: Arc::new(key), key_id, config, chunker, index: tokio::sync::Mutex::new(None) }
+        Repository { store, key: Arc::new(key), key_id, config, chunker, index: tokio::sync::Mutex::new(None), trees: Default::default() }
     }
 
     /// The store.
@@ -250,9 +284,49 @@ impl Repository {
         .map_err(|e| Error::InvalidInput(format!("blob task failed: {e}")))?
     }
 
-    /// Reads and validates a tree blob.
+    /// Reads and validates a tree blob. On a cache miss the whole pack holding it is read and
+    /// all its tree blobs are verified and cached.
     pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
-        let raw = self.load_blob(id).await?;
+        let cached = self.trees.lock().expect("tree cache poisoned").map.get(id).cloned();
+        if let Some(raw) = cached {
+            return Tree::decode(id, &raw);
+        }
+        let index = self.index().await?;
+        let (pack, b) = index
+            .get(id)
+            .ok_or_else(|| Error::corrupt(format!("tree {}", id.short()), "not in the index"))?;
+        let path = pack_path(&pack);
+        let whole = self.store.get(&path).await;
+        let key = self.key.clone();
+        let loaded = tokio::task::spawn_blocking(move || -> Result<Vec<(Id, Vec<u8>)>> {
+            let data = whole?;
+            let header = pack::read_header(&key.data, &path, &data)?;
+            let mut out = Vec::new();
+            for h in header.iter().filter(|h| h.kind == pack::BlobType::Tree) {
+                let env = data
+                    .get(h.offset as usize..h.offset as usize + h.len as usize)
+                    .ok_or_else(|| Error::corrupt(&path, "blob outside the pack"))?;
+                // A damaged blob is skipped here; loading it alone reports the damage.
+                if let Ok(raw) = pack::open_blob(&key.data, &key.id_key, &path, h, env) {
+                    out.push((h.id, raw));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::InvalidInput(format!("tree task failed: {e}")))?;
+        let raw = match loaded {
+            Ok(blobs) => {
+                let mine = blobs.iter().find(|(i, _)| i == id).map(|(_, r)| r.clone());
+                self.trees.lock().expect("tree cache poisoned").insert_pack(blobs);
+                match mine {
+                    Some(r) => r,
+                    None => self.load_blob_at(&pack, &b).await?,
+                }
+            }
+            // The pack as a whole is unreadable (e.g. damaged header): read just this blob.
+            Err(_) => self.load_blob_at(&pack, &b).await?,
+        };
         Tree::decode(id, &raw)
     }
 

@@ -162,7 +162,7 @@ pub fn read_header(key: &SealKey, name: &str, bytes: &[u8]) -> Result<Vec<Packed
 pub fn open_blob(key: &SealKey, id_key: &[u8; 32], object: &str, b: &PackedBlob, envelope: &[u8]) -> Result<Vec<u8>> {
     let plain = key.open(object, &blob_aad(b.kind, &b.id), envelope)?;
     let raw = if b.compressed {
-        zstd::bulk::decompress(&plain, b.raw_len as usize)
+        decompress(&plain, b.raw_len as usize)
             .map_err(|e| Error::corrupt(object, format!("blob {}: zstd: {e}", b.id.short())))?
     } else {
         plain
@@ -173,13 +173,41 @@ pub fn open_blob(key: &SealKey, id_key: &[u8; 32], object: &str, b: &PackedBlob,
     Ok(raw)
 }
 
+thread_local! {
+    // zstd contexts are expensive to create (≈100 µs, hundreds of KiB): one per thread.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Compresses `raw` with zstd at `level`; returns `None` when that does not make it smaller.
 pub fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
     if raw.len() < 64 {
         return None;
     }
-    let c = zstd::bulk::compress(raw, level).ok()?;
-    (c.len() < raw.len()).then_some(c)
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().map(|(l, _)| *l) != Some(level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, comp) = c.as_mut()?;
+        // Output capacity = input size: if it does not fit, it does not shrink.
+        let mut out = Vec::with_capacity(raw.len());
+        match comp.compress_to_buffer(raw, &mut out) {
+            Ok(n) if n < raw.len() => Some(out),
+            _ => None,
+        }
+    })
+}
+
+/// Decompresses a zstd frame whose content is exactly `raw_len` bytes.
+pub fn decompress(data: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("set above").decompress(data, raw_len)
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! producers (chunkers, tree builder)
 //!      │  BlobJob, bounded MPMC channel (2 × workers)
 //!      ▼
-//! N worker threads: zstd (kept raw when it does not shrink), AES-256-GCM, append to own pack
+//! N worker threads (+1 for trees): zstd (raw when it does not shrink), AES-256-GCM, own pack
 //!      │  finished packs, bounded channel (1)
 //!      ▼
 //! uploader task: ≤ 2 concurrent `put_new`; after each stored pack its blobs join the pending
@@ -58,6 +58,7 @@ pub struct PackerStats {
 #[derive(Clone)]
 pub struct PackerHandle {
     tx: async_channel::Sender<BlobJob>,
+    tree_tx: async_channel::Sender<BlobJob>,
     known: Arc<Index>,
     added: Arc<Mutex<IdSet>>,
     queued_raw: Arc<AtomicU64>,
@@ -83,13 +84,21 @@ impl PackerHandle {
     /// Errors when the pipeline stopped (an upload failed); [`Packer::finish`] tells why.
     pub async fn add(&self, kind: BlobType, id: Id, raw: Vec<u8>) -> Result<()> {
         self.queued_raw.fetch_add(raw.len() as u64, Ordering::Relaxed);
-        self.tx.send(BlobJob { kind, id, raw }).await.map_err(|_| stopped())
+        self.channel(kind).send(BlobJob { kind, id, raw }).await.map_err(|_| stopped())
     }
 
     /// [`add`](Self::add) for blocking threads.
     pub fn add_blocking(&self, kind: BlobType, id: Id, raw: Vec<u8>) -> Result<()> {
         self.queued_raw.fetch_add(raw.len() as u64, Ordering::Relaxed);
-        self.tx.send_blocking(BlobJob { kind, id, raw }).map_err(|_| stopped())
+        self.channel(kind).send_blocking(BlobJob { kind, id, raw }).map_err(|_| stopped())
+    }
+
+    /// Trees go to their own packs, so loading a snapshot's trees reads few packs.
+    fn channel(&self, kind: BlobType) -> &async_channel::Sender<BlobJob> {
+        match kind {
+            BlobType::Data => &self.tx,
+            BlobType::Tree => &self.tree_tx,
+        }
     }
 
     /// Claims and queues in one step; returns whether the blob was new.
@@ -121,10 +130,12 @@ impl Packer {
     pub fn start(repo: Arc<Repository>, known: Arc<Index>) -> Packer {
         let workers_n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let (tx, rx) = async_channel::bounded::<BlobJob>(2 * workers_n);
+        let (tree_tx, tree_rx) = async_channel::bounded::<BlobJob>(64);
         let (ptx, prx) = tokio::sync::mpsc::channel::<FinishedPack>(1);
-        let mut workers = Vec::with_capacity(workers_n);
-        for i in 0..workers_n {
-            let rx = rx.clone();
+        let mut workers = Vec::with_capacity(workers_n + 1);
+        // N data workers, plus one for tree blobs (small, cheap to compress).
+        for i in 0..=workers_n {
+            let rx = if i < workers_n { rx.clone() } else { tree_rx.clone() };
             let ptx = ptx.clone();
             let repo = repo.clone();
             workers.push(
@@ -139,6 +150,7 @@ impl Packer {
         Packer {
             handle: PackerHandle {
                 tx,
+                tree_tx,
                 known,
                 added: Arc::new(Mutex::new(IdSet::default())),
                 queued_raw: Arc::new(AtomicU64::new(0)),
@@ -158,6 +170,7 @@ impl Packer {
     pub async fn finish(self) -> Result<PackerStats> {
         let Packer { handle, workers, uploader } = self;
         handle.tx.close();
+        handle.tree_tx.close();
         drop(handle);
         tokio::task::spawn_blocking(move || {
             for w in workers {
@@ -174,8 +187,14 @@ fn worker(repo: Arc<Repository>, rx: async_channel::Receiver<BlobJob>, ptx: toki
     let key = repo.key();
     let level = repo.config().compression_level;
     let pack_size = repo.config().pack_size as usize;
+    // Sized once for a full pack plus the largest blob: no reallocation while filling.
+    let capacity = pack_size + repo.config().chunker.max_size as usize + 4096;
     let mut pw = PackWriter::new(0);
     while let Ok(job) = rx.recv_blocking() {
+        if pw.is_empty() {
+            // Untouched capacity costs address space, not memory.
+            pw = PackWriter::new(capacity);
+        }
         let raw_len = job.raw.len();
         match compress(&job.raw, level) {
             Some(c) => pw.add(&key.data, job.kind, job.id, &c, raw_len, true),

@@ -230,6 +230,40 @@ impl Tree {
     }
 }
 
+/// Renders raw path bytes unambiguously for people: valid UTF-8 stays as it is, `\\` is doubled,
+/// control characters become `\n`, `\t` or `\xNN`, and invalid bytes become `\xNN` (like
+/// `ls -b`). Used for every path shown in output and reports.
+pub fn escape_bytes(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for byte in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{byte:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// [`escape_bytes`] of a path.
+pub fn display_path(p: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    escape_bytes(p.as_os_str().as_bytes())
+}
+
 /// Checks that `name` is a single normal path component: not empty, `.` or `..`, and without
 /// `/` or NUL. Returns the reason when it is not.
 pub fn validate_name(name: &RawName) -> std::result::Result<(), String> {
@@ -254,6 +288,14 @@ mod tests {
         let id = Id([0; 32]);
         let back = Tree::decode(&id, &t.encode()).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn escaping_is_unambiguous() {
+        assert_eq!(escape_bytes(b"plain/\xc3\xa9"), "plain/\u{e9}");
+        assert_eq!(escape_bytes(b"a\nb"), "a\\nb");
+        assert_eq!(escape_bytes(b"bad-\xff\xfe"), "bad-\\xff\\xfe");
+        assert_eq!(escape_bytes(b"back\\slash"), "back\\\\slash");
     }
 
     #[test]

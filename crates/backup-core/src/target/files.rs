@@ -141,7 +141,7 @@ impl Target for FilesTarget {
     }
 
     fn paths(&self) -> Vec<String> {
-        self.roots.iter().map(|p| p.display().to_string()).collect()
+        self.roots.iter().map(|p| crate::repository::tree::display_path(p)).collect()
     }
 
     fn walk(&self, emit: &mut dyn FnMut(WalkEvent) -> Result<()>) -> Result<()> {
@@ -162,7 +162,7 @@ struct Walker<'a> {
 
 impl Walker<'_> {
     fn error(&mut self, path: &Path, e: impl std::fmt::Display) -> Result<()> {
-        (self.emit)(WalkEvent::Error(PathError { path: path.display().to_string(), message: e.to_string() }))
+        (self.emit)(WalkEvent::Error(PathError { path: crate::repository::tree::display_path(&path), message: e.to_string() }))
     }
 
     /// A level of the synthetic tree above the sources: only the named children are walked.
