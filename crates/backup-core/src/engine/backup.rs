@@ -113,14 +113,21 @@ pub async fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn
     }).collect();
     let target = Arc::new(FilesTarget::new(&paths, Excludes::new(&opts.excludes)?)?);
     let guard = lock::acquire(repo.store().clone(), false, "backup").await?;
-    let result = run(repo, opts, target, progress, time).await;
+    // The lock is held until the manifest is written: a prune in between would see this
+    // backup's packs as unreferenced.
+    let result = async {
+        let mut snap = run(repo, opts, target, progress, time).await?;
+        snap.summary.duration_secs = started.elapsed().as_secs_f64();
+        // Packs and index must be durable before the manifest that makes them a snapshot.
+        repo.store().flush().await?;
+        snap.id = repo.save_snapshot(&snap).await?;
+        repo.store().flush().await?;
+        Ok(snap)
+    }
+    .await;
     let _ = guard.release().await;
-    let mut snap = result?;
-    snap.summary.duration_secs = started.elapsed().as_secs_f64();
-    let id = repo.save_snapshot(&snap).await?;
-    snap.id = id;
     repo.invalidate_index().await;
-    Ok(snap)
+    result
 }
 
 async fn find_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[String]) -> Result<Option<Snapshot>> {

@@ -184,6 +184,7 @@ async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
     if !file.packs.is_empty() {
         repo.write_index_file(&file).await?;
     }
+    repo.store().flush().await?;
     // The new index files are stored (each has a fresh name: envelopes use random nonces), so
     // the old ones can go, then the packs.
     for p in &index_paths {

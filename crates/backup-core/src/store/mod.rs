@@ -49,6 +49,11 @@ pub trait Store: Send + Sync + 'static {
     async fn head(&self, path: &str) -> Result<Option<ObjectInfo>>;
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, path: &str) -> Result<()>;
+    /// Makes every completed write durable (local folder: `syncfs(2)`; object stores are
+    /// durable once a PUT returns). Called before a commit point such as a snapshot manifest.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A [`Store`] over any `object_store` backend.
@@ -56,12 +61,14 @@ pub trait Store: Send + Sync + 'static {
 pub struct ObjectStoreBackend {
     inner: Arc<dyn ObjectStore>,
     location: String,
+    /// Root folder when the backend is the local filesystem (for `flush`).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl ObjectStoreBackend {
     /// Wraps an `object_store` backend; `location` is what messages show.
     pub fn new(inner: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
-        ObjectStoreBackend { inner, location: location.into() }
+        ObjectStoreBackend { inner, location: location.into(), local_root: None }
     }
 
     /// A repository in a local folder, created (with parents) if `create` is set.
@@ -74,7 +81,9 @@ impl ObjectStoreBackend {
             return Err(Error::RepositoryNotFound { repo: dir.display().to_string() });
         }
         let fs = LocalFileSystem::new_with_prefix(dir).map_err(Error::Store)?;
-        Ok(Self::new(Arc::new(fs), dir.display().to_string()))
+        let mut me = Self::new(Arc::new(fs), dir.display().to_string());
+        me.local_root = Some(dir.to_path_buf());
+        Ok(me)
     }
 }
 
@@ -151,5 +160,20 @@ impl Store for ObjectStoreBackend {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let Some(root) = self.local_root.clone() else { return Ok(()) };
+        tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            let dir = std::fs::File::open(&root).map_err(|e| Error::io(&root, e))?;
+            // SAFETY: syncfs on a valid open file descriptor.
+            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+                return Err(Error::io(&root, std::io::Error::last_os_error()));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::InvalidInput(format!("sync task failed: {e}")))?
     }
 }
