@@ -1334,3 +1334,84 @@ pub fn restored_files_with_wrong_content(dest: &Path) -> (Vec<String>, usize) {
     }
     (bad, checked)
 }
+
+// ---------------------------------------------------------------------------
+// Helpers added for the retention, partial, keys and browse tests
+// ---------------------------------------------------------------------------
+
+impl Repo {
+    /// Like [`Repo::run_with`], with extra environment variables set.
+    pub fn run_env<I, S>(&self, password: Password<'_>, env: &[(&str, &str)], args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args = os_args(args);
+        let mut full = vec![OsString::from("--repo"), self.path.clone().into_os_string()];
+        full.extend(args.iter().cloned());
+        let mut prefix = String::new();
+        for (k, v) in env {
+            prefix.push_str(&format!("{k}={v:?} "));
+        }
+        if let Password::Env(p) = password {
+            prefix.push_str(&format!("DBM_PASSWORD={p:?} "));
+        }
+        let cmdline = format!("{prefix}{}", render_cmdline(&full));
+        let mut cmd = self.cmd_with(password);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmdline}: {e}"));
+        Run {
+            cmdline,
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
+
+    /// Sum of the sizes of all files under `REPO/data` (the packs).
+    pub fn data_size(&self) -> u64 {
+        walk(&self.path.join("data"))
+            .iter()
+            .filter_map(|p| fs::symlink_metadata(p).ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Ids of `snapshots --json`, oldest first.
+    #[track_caller]
+    pub fn snapshot_ids(&self) -> Vec<String> {
+        self.snapshots()
+            .iter()
+            .map(|s| {
+                s["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("snapshot without id: {s}"))
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+/// Copies `src` to `dst` (which must not exist) with `cp -a`: contents, modes, owners,
+/// timestamps (ns), symlinks, xattrs. For keeping the state of a source at one snapshot.
+#[track_caller]
+pub fn copy_tree(src: &Path, dst: &Path) {
+    assert!(!dst.exists(), "{dst:?} exists already");
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .output()
+        .expect("run cp -a");
+    assert!(
+        out.status.success(),
+        "cp -a {src:?} {dst:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
