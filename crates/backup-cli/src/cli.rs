@@ -83,6 +83,9 @@ pub struct InitArgs {
     /// Target pack size in MiB.
     #[arg(long, default_value_t = 16)]
     pub pack_size_mib: u32,
+    /// zstd level for new data (1 = fastest … 19 = smallest).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub compression_level: i32,
 }
 
 #[derive(Debug, Args)]

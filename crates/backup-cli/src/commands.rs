@@ -64,7 +64,11 @@ async fn init(s: &Settings, a: InitArgs) -> Result<u8> {
     if a.pack_size_mib == 0 || a.pack_size_mib > 1024 {
         bail!("--pack-size-mib must be between 1 and 1024");
     }
-    let opts = InitOptions { pack_size: a.pack_size_mib * 1024 * 1024, ..Default::default() };
+    let opts = InitOptions {
+        pack_size: a.pack_size_mib * 1024 * 1024,
+        compression_level: a.compression_level,
+        ..Default::default()
+    };
     let repo = s.init(opts).await?;
     if s.json {
         print_json(&json!({"repository": s.repo, "id": repo.config().id, "key": repo.key_id()}))?;

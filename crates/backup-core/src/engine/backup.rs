@@ -34,7 +34,7 @@ use crate::repository::lock;
 use crate::repository::pack::BlobType;
 use crate::repository::packer::PackerHandle;
 use crate::repository::snapshot::{BackupType, PathError, Snapshot, Summary};
-use crate::repository::tree::{Node, NodeKind, Tree};
+use crate::repository::tree::{display_path, Node, NodeKind, Tree};
 use crate::repository::{Repository, FORMAT_VERSION};
 use crate::target::files::{Excludes, FilesTarget};
 use crate::target::{Source, Target, TargetSpec, WalkEvent};
@@ -73,7 +73,9 @@ enum Item {
     EnterDir(Node),
     LeaveDir,
     Ready(Node, Option<Node>, bool),
-    Read(Node, PathBuf, Option<Node>),
+    /// Files to read, in order: one large file, or up to [`GROUP_FILES`] small ones (one
+    /// blocking task each group, not each file).
+    Read(Vec<(Node, PathBuf, Option<Node>)>),
     HardLink(Node, (u64, u64), bool),
     Error(PathError),
 }
@@ -89,6 +91,10 @@ enum Done {
 
 /// Walk items per channel message.
 const BATCH: usize = 256;
+/// Files up to this size (bytes) are read in groups.
+const SMALL_FILE: u64 = 256 * 1024;
+/// Most files in one read group.
+const GROUP_FILES: usize = 64;
 
 type ParentLevel = Option<Arc<BTreeMap<Vec<u8>, Node>>>;
 
@@ -173,7 +179,18 @@ async fn run(
         let mut links: HashMap<(u64, u64), ()> = HashMap::new();
         let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
         let mut send = |item: Item| {
-            batch.push(item);
+            match item {
+                // Consecutive small files join the previous read group.
+                Item::Read(mut files) if files.len() == 1 && files[0].0.size <= SMALL_FILE => match batch.last_mut() {
+                    Some(Item::Read(group))
+                        if group.len() < GROUP_FILES && group.iter().all(|(n, _, _)| n.size <= SMALL_FILE) =>
+                    {
+                        group.append(&mut files)
+                    }
+                    _ => batch.push(Item::Read(files)),
+                },
+                item => batch.push(item),
+            }
             if batch.len() >= BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 tx.blocking_send(full).map_err(|_| Error::InvalidInput("backup aborted".into()))?;
@@ -224,7 +241,7 @@ async fn run(
                                 n.sparse = p.sparse || n.sparse;
                                 send(Item::Ready(n, Some(p), true))
                             }
-                            prev => send(Item::Read(node, path, prev)),
+                            prev => send(Item::Read(vec![(node, path, prev)])),
                         }
                     }
                     _ => send(Item::Ready(node, prev, false)),
@@ -250,36 +267,41 @@ async fn run(
             let chunker = chunker.clone();
             async move {
                 match item {
-                    Item::Read(node, path, parent) => {
+                    Item::Read(files) => {
                         let h = handle.clone();
-                        let p2 = path.clone();
-                        let r = tokio::task::spawn_blocking(move || read_file(&h, &chunker, &id_key, &digest_key, &p2, node))
-                            .await
-                            .map_err(|e| Error::InvalidInput(format!("reader task failed: {e}")))?;
-                        match r {
-                            Ok((node, read, warning)) => {
-                                let warning = warning.map(|message| PathError { path: crate::repository::tree::display_path(&path), message });
-                                Ok(Done::File { node, parent, reused: false, read, warning })
-                            }
-                            Err(ReadError::Skip(e)) => Ok(Done::Error(PathError {
-                                path: crate::repository::tree::display_path(&path),
-                                message: e,
-                            })),
-                            Err(ReadError::Fatal(e)) => Err(e),
-                        }
+                        let done = tokio::task::spawn_blocking(move || {
+                            files
+                                .into_iter()
+                                .map(|(node, path, parent)| match read_file(&h, &chunker, &id_key, &digest_key, &path, node) {
+                                    Ok((node, read, warning)) => {
+                                        let warning = warning.map(|message| PathError { path: display_path(&path), message });
+                                        Ok(Done::File { node, parent, reused: false, read, warning })
+                                    }
+                                    Err(ReadError::Skip(message)) => Ok(Done::Error(PathError { path: display_path(&path), message })),
+                                    Err(ReadError::Fatal(e)) => Err(e),
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .await
+                        .map_err(|e| Error::InvalidInput(format!("reader task failed: {e}")))?;
+                        Ok(done)
                     }
                     Item::Ready(node, parent, reused) if node.kind == NodeKind::File => {
-                        Ok(Done::File { node, parent, reused, read: 0, warning: None })
+                        Ok(vec![Ok(Done::File { node, parent, reused, read: 0, warning: None })])
                     }
-                    Item::Ready(node, _, _) => Ok(Done::Other(node)),
-                    Item::EnterDir(n) => Ok(Done::EnterDir(n)),
-                    Item::LeaveDir => Ok(Done::LeaveDir),
-                    Item::HardLink(n, k, had) => Ok(Done::HardLink(n, k, had)),
-                    Item::Error(e) => Ok(Done::Error(e)),
+                    Item::Ready(node, _, _) => Ok(vec![Ok(Done::Other(node))]),
+                    Item::EnterDir(n) => Ok(vec![Ok(Done::EnterDir(n))]),
+                    Item::LeaveDir => Ok(vec![Ok(Done::LeaveDir)]),
+                    Item::HardLink(n, k, had) => Ok(vec![Ok(Done::HardLink(n, k, had))]),
+                    Item::Error(e) => Ok(vec![Ok(Done::Error(e))]),
                 }
             }
         })
-        .buffered(concurrency);
+        .buffered(concurrency)
+        .flat_map(|r: Result<Vec<Result<Done>>>| match r {
+            Ok(v) => futures::stream::iter(v),
+            Err(e) => futures::stream::iter(vec![Err(e)]),
+        });
 
     let mut summary = Summary::default();
     let mut errors: Vec<PathError> = Vec::new();
