@@ -15,5 +15,7 @@ dbm="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys
 "$dbm" list
 out="$(mktemp -d /tmp/dbm-restore.XXXXXX)"
 "$dbm" restore latest --destination "$out" --verify
-diff -r --no-dereference "$src" "$out$src" && echo "restored tree in $out$src is identical to $src"
+diff -r --no-dereference "$src" "$out$src"
+echo "restored tree $out$src is identical to $src"
+rm -rf "$out"
 "$dbm" status

@@ -39,9 +39,13 @@ pub struct Global {
     /// No progress bar.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
-    /// Log what happens to stderr (also: DBM_LOG=debug).
+    /// Log what happens to stderr (warnings are always shown; also: DBM_LOG=debug).
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
+    /// Read without taking a lock (for a read-only repository). Commands that change the
+    /// repository still lock.
+    #[arg(long, global = true)]
+    pub no_lock: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +76,8 @@ pub enum Command {
     /// Manage the repository's keys (passwords).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Rebuild the index from the packs' own headers (after index files were lost or damaged).
+    RepairIndex,
     /// Show the repository's size, snapshots, compression and dedup ratios.
     Status,
     /// Show the version.
@@ -97,7 +103,7 @@ pub struct BackupArgs {
     #[arg(long = "type", value_parser = ["full", "incremental"])]
     pub backup_type: Option<String>,
     /// Keep this snapshot at least this many days (forget will not remove it before).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=36500))]
     pub retention_days: Option<u32>,
     /// Human-readable description.
     #[arg(long)]
@@ -195,30 +201,35 @@ pub struct CheckArgs {
     /// Read and verify all stored data.
     #[arg(long, conflicts_with = "read_data_subset")]
     pub read_data: bool,
-    /// Read and verify a random subset of packs, e.g. 10%.
+    /// Read and verify a random subset of packs: a percentage such as 10% (or 10).
     #[arg(long)]
     pub read_data_subset: Option<String>,
 }
 
+/// Snapshots are grouped by host and paths; each rule applies within a group. A snapshot made
+/// with --retention-days is kept until that time whatever the rules say. Without any rule or id,
+/// only snapshots whose retention time has passed are removed.
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
+    /// Remove these snapshots (ids or prefixes), even damaged ones; no rule is applied.
+    pub ids: Vec<String>,
     /// Keep the N newest snapshots.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_last: Option<u32>,
     /// Keep the newest snapshot of each of the last N hours.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_hourly: Option<u32>,
     /// … of each of the last N days.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_daily: Option<u32>,
     /// … of each of the last N weeks (ISO weeks).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_weekly: Option<u32>,
     /// … of each of the last N months.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_monthly: Option<u32>,
     /// … of each of the last N years.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_yearly: Option<u32>,
     /// Keep every snapshot within this duration of the newest (e.g. 7d, 2w, 1y6m).
     #[arg(long)]

@@ -32,6 +32,25 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Forget(a) => forget_cmd(&s, a).await,
         Command::Prune(a) => prune_cmd(&s, a).await,
         Command::Key(k) => key(&s, k).await,
+        Command::RepairIndex => {
+            let repo = s.open().await?;
+            let bar = Bar::new(!s.json && !s.quiet);
+            let r = backup_core::engine::repair::rebuild_index(&repo, &bar).await;
+            bar.finish();
+            let r = r?;
+            if s.json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "index rebuilt from {} packs: {} blobs ({} old index files replaced)",
+                    r.packs_indexed, r.blobs, r.old_index_files
+                );
+                for p in &r.packs_unreadable {
+                    eprintln!("warning: pack {p}: header unreadable, left out of the index");
+                }
+            }
+            Ok(if r.packs_unreadable.is_empty() { 0 } else { WARNING })
+        }
         Command::Status => status_cmd(&s).await,
         Command::Version => {
             let v = env!("CARGO_PKG_VERSION");
@@ -126,7 +145,8 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
             eprintln!("warning: snapshot {} is partial: {} path(s) could not be read", snap.id.short(), snap.errors.len());
         }
     }
-    Ok(if snap.partial { WARNING } else { 0 })
+    // Partial snapshots and files that changed while read are warnings.
+    Ok(if snap.errors.is_empty() { 0 } else { WARNING })
 }
 
 async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
@@ -211,15 +231,17 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
         None => None,
     };
     let ty = a.backup_type.as_deref().map(str::parse::<BackupType>).transpose()?;
+    // A name from the config file stands for its spec.
+    let target = a.target.as_deref().map(|t| s.target(t));
     let snaps: Vec<Snapshot> = repo
         .snapshots()
         .await?
         .into_iter()
         .filter(|x| ty.is_none_or(|t| x.backup_type == t))
         .filter(|x| since.is_none_or(|d| x.time >= d))
-        .filter(|x| match &a.target {
+        .filter(|x| match target.as_deref() {
             None => true,
-            Some(t) if !t.contains(':') => x.target_kind == *t,
+            Some(t) if !t.contains(':') => x.target_kind == t,
             Some(t) => x.targets.iter().any(|xt| xt == t),
         })
         .collect();
@@ -364,16 +386,51 @@ async fn check_cmd(s: &Settings, a: CheckArgs) -> Result<u8> {
             for p in e.paths.iter().take(20) {
                 println!("  affects: {p}");
             }
-            if e.paths.len() > 20 {
-                println!("  … and {} more paths", e.paths.len() - 20);
+            let total = e.paths_total.max(e.paths.len());
+            if total > 20.min(e.paths.len()) {
+                println!("  … {} paths affected in all", total);
             }
         }
         println!("{}", if r.ok { "no errors found" } else { "repository has errors" });
     }
-    Ok(if r.ok { 0 } else { 1 })
+    Ok(if !r.ok {
+        1
+    } else if r.warnings.is_empty() {
+        0
+    } else {
+        WARNING
+    })
 }
 
 async fn forget_cmd(s: &Settings, a: ForgetArgs) -> Result<u8> {
+    if !a.ids.is_empty() {
+        let any_rule = a.keep_last.is_some()
+            || a.keep_hourly.is_some()
+            || a.keep_daily.is_some()
+            || a.keep_weekly.is_some()
+            || a.keep_monthly.is_some()
+            || a.keep_yearly.is_some()
+            || a.keep_within.is_some();
+        if any_rule {
+            bail!("give snapshot ids or --keep-* rules, not both");
+        }
+        let repo = s.open().await?;
+        let removed = forget::forget_ids(&repo, &a.ids, a.dry_run).await?;
+        if s.json {
+            print_json(&json!({"removed": removed, "dry_run": a.dry_run}))?;
+        } else {
+            for id in &removed {
+                println!("{} snapshot {}", if a.dry_run { "would remove" } else { "removed" }, &id[..8]);
+            }
+        }
+        if a.prune && !a.dry_run {
+            let p = prune::prune(&repo, &prune::PruneOptions::default(), &backup_core::progress::NoProgress).await?;
+            if !s.json {
+                print_prune(&p);
+            }
+        }
+        return Ok(0);
+    }
     let tz: chrono_tz::Tz = a.tz.parse().map_err(|_| anyhow::anyhow!("--tz {:?}: not an IANA time zone name", a.tz))?;
     let policy = forget::RetentionPolicy {
         keep_last: a.keep_last,
@@ -415,13 +472,15 @@ async fn forget_cmd(s: &Settings, a: ForgetArgs) -> Result<u8> {
 }
 
 fn print_prune(p: &prune::PruneReport) {
+    let would = if p.dry_run { "would be " } else { "" };
     println!(
-        "prune{}: {} packs deleted, {} repacked, {} unreferenced deleted; {} freed, {} rewritten; {} blobs kept, {} removed",
+        "prune{}: {} unused packs {would}deleted, {} packs {would}repacked, {} unreferenced packs {would}deleted; \
+         {} {would}freed ({} {would}rewritten); {} blobs kept, {} {would}removed",
         if p.dry_run { " (dry run)" } else { "" },
         p.packs_deleted,
         p.packs_repacked,
         p.unreferenced_packs_deleted,
-        size(p.bytes_deleted),
+        size(p.bytes_freed),
         size(p.bytes_repacked),
         p.blobs_used,
         p.blobs_removed
@@ -450,7 +509,13 @@ async fn key(s: &Settings, k: KeyCommand) -> Result<u8> {
     let store = repo.store().clone();
     match k {
         KeyCommand::Add { new_password_file } => {
-            let pw = crate::settings::read_password(new_password_file.as_deref(), "DBM_NEW_PASSWORD", "new password", true)?;
+            let pw = crate::settings::read_password(
+                new_password_file.as_deref(),
+                "DBM_NEW_PASSWORD",
+                "--new-password-file",
+                "new password",
+                true,
+            )?;
             let id = keys::add_key(&*store, repo.key(), &pw, Default::default()).await?;
             if s.json {
                 print_json(&json!({"added": id}))?;

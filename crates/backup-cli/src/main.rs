@@ -16,6 +16,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     tune_allocator();
+    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`).
+    // SAFETY: setting a signal disposition before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         // Usage errors exit 1 (2 means "warning" here); --help and --version exit 0.
@@ -24,9 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    if std::env::var_os("DBM_LOG").is_some() || cli.global.verbose {
-        tracing_subscriber_init();
-    }
+    tracing_subscriber_init(cli.global.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -48,11 +51,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn tracing_subscriber_init() {
-    // Logging is opt-in (DBM_LOG=info|debug or --verbose); messages never contain secrets.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DBM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+fn tracing_subscriber_init(verbose: bool) {
+    // Warnings always reach stderr; --verbose adds progress information (DBM_LOG=debug for
+    // more). Messages never contain secrets.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DBM_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if verbose { "info" } else { "warn" })
+    });
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().try_init();
 }
 
 

@@ -34,7 +34,7 @@ impl Bar {
         }
         let pb = ProgressBar::new_spinner();
         pb.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg} {bytes} ({bytes_per_sec}) {pos} items")
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg} {bytes} ({bytes_per_sec})")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         pb.enable_steady_tick(std::time::Duration::from_millis(200));

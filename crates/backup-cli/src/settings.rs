@@ -30,7 +30,9 @@ pub struct ConfigFile {
 
 pub struct Settings {
     pub repo: String,
+    /// --password-file or DBM_PASSWORD_FILE.
     password_file: Option<PathBuf>,
+    pub no_lock: bool,
     pub config: ConfigFile,
     pub json: bool,
     pub quiet: bool,
@@ -54,19 +56,26 @@ impl Settings {
             _ => ConfigFile::default(),
         };
         let repo = g.repo.clone().or_else(|| config.repository.clone()).unwrap_or_else(|| DEFAULT_REPOSITORY.to_string());
-        let password_file = g.password_file.clone().or_else(|| config.password_file.clone());
-        Ok(Settings { repo, password_file, config, json: g.json, quiet: g.quiet })
+        Ok(Settings { repo, password_file: g.password_file.clone(), no_lock: g.no_lock, config, json: g.json, quiet: g.quiet })
     }
 
-    /// The password: --password-file / config, else DBM_PASSWORD, else a prompt on a terminal.
+    /// The password: --password-file (or DBM_PASSWORD_FILE), else DBM_PASSWORD, else the
+    /// config file's password_file, else a prompt on a terminal.
     pub fn password(&self, confirm: bool) -> Result<Vec<u8>> {
-        read_password(self.password_file.as_deref(), "DBM_PASSWORD", "repository password", confirm)
+        let file = match (&self.password_file, std::env::var_os("DBM_PASSWORD")) {
+            (Some(f), _) => Some(f.as_path()),
+            (None, Some(_)) => None,
+            (None, None) => self.config.password_file.as_deref(),
+        };
+        read_password(file, "DBM_PASSWORD", "--password-file", "repository password", confirm)
     }
 
     pub async fn open(&self) -> Result<Arc<Repository>> {
         let store = backup_core::store::open_store(&self.repo, false)?;
         let pw = self.password(false)?;
-        Ok(Arc::new(Repository::open(store, &pw).await?))
+        let repo = Repository::open(store, &pw).await?;
+        repo.set_no_lock(self.no_lock);
+        Ok(Arc::new(repo))
     }
 
     pub async fn init(&self, opts: InitOptions) -> Result<Arc<Repository>> {
@@ -81,7 +90,7 @@ impl Settings {
     }
 }
 
-pub fn read_password(file: Option<&Path>, env: &str, what: &str, confirm: bool) -> Result<Vec<u8>> {
+pub fn read_password(file: Option<&Path>, env: &str, file_flag: &str, what: &str, confirm: bool) -> Result<Vec<u8>> {
     if let Some(f) = file {
         let text = std::fs::read(f).with_context(|| format!("reading password file {}", f.display()))?;
         let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -98,7 +107,7 @@ pub fn read_password(file: Option<&Path>, env: &str, what: &str, confirm: bool) 
         return Ok(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("no {what}: set {env} or use --password-file (no terminal to ask on)");
+        bail!("no {what}: set {env} or use {file_flag} (no terminal to ask on)");
     }
     let p = rpassword::prompt_password(format!("enter {what}: "))?;
     if confirm && rpassword::prompt_password(format!("enter {what} again: "))? != p {

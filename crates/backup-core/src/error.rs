@@ -5,6 +5,12 @@
 
 use std::path::PathBuf;
 
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -96,14 +102,14 @@ pub enum Error {
     },
     /// See [`ErrorKind::Store`].
     #[error("object store: {0}")]
-    Store(#[from] object_store::Error),
+    Store(object_store::Error),
     /// See [`ErrorKind::Io`].
-    #[error("{path}: {source}")]
+    #[error("{}: {error}", crate::repository::tree::display_path(path))]
     Io {
         /// The local path involved.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shown in the message, not repeated as a source).
+        error: std::io::Error,
     },
     /// Several independent failures (e.g. files that failed to restore).
     #[error("{count} errors, first: {first}")]
@@ -134,8 +140,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Error::Io { path: path.into(), error }
     }
 
     pub(crate) fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> Self {

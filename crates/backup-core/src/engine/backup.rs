@@ -89,6 +89,9 @@ enum Done {
     Error(PathError),
 }
 
+/// Largest accepted `retention_days` (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// Walk items per channel message.
 const BATCH: usize = 256;
 /// Files up to this size (bytes) are read in groups.
@@ -114,6 +117,10 @@ pub async fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn
     if opts.targets.is_empty() {
         return Err(Error::InvalidInput("no backup targets given (e.g. files:/srv/data)".into()));
     }
+    if opts.retention_days.is_some_and(|d| d > MAX_RETENTION_DAYS) {
+        return Err(Error::InvalidInput(format!("retention days must be at most {MAX_RETENTION_DAYS} (100 years)")));
+    }
+    tracing::info!("backup of {} started", opts.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "));
     let paths: Vec<PathBuf> = opts.targets.iter().map(|t| match t {
         TargetSpec::Files(p) => p.clone(),
     }).collect();
@@ -133,6 +140,16 @@ pub async fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn
     .await;
     let _ = guard.release().await;
     repo.invalidate_index().await;
+    if let Ok(s) = &result {
+        tracing::info!(
+            "snapshot {} saved: {} files, {} bytes read, {} bytes added, {:.1}s",
+            s.id.short(),
+            s.summary.files_new + s.summary.files_changed + s.summary.files_unmodified,
+            s.summary.bytes_read,
+            s.summary.bytes_added,
+            s.summary.duration_secs
+        );
+    }
     result
 }
 

@@ -174,9 +174,11 @@ pub fn dump(repo: Arc<Repository>, handle: tokio::runtime::Handle, snap: &Snapsh
     let node = handle.block_on(find_node(&repo, snap, path))?;
     if node.kind != NodeKind::File {
         return Err(Error::InvalidInput(format!(
-            "{} is not a regular file in snapshot {} (use --format tar for directories)",
+            "{} is a {:?} in snapshot {}, not a regular file{}",
             display_path(path),
-            snap.id.short()
+            node.kind,
+            snap.id.short(),
+            if node.kind == NodeKind::Dir { " (use --format tar for a directory)" } else { "" }
         )));
     }
     let mut r = NodeReader::new(repo, handle, &node);

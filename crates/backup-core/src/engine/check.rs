@@ -22,7 +22,6 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::id::{Id, IdMap, IdSet};
 use crate::repository::index::Index;
-use crate::repository::lock;
 use crate::repository::pack::{open_blob, read_header, PackedBlob};
 use crate::repository::snapshot::Snapshot;
 use crate::repository::tree::{Node, NodeKind};
@@ -48,8 +47,10 @@ pub struct Problem {
     pub message: String,
     /// Short ids of the snapshots affected.
     pub snapshots: Vec<String>,
-    /// Paths affected (at most 100 listed).
+    /// Paths affected (at most 100 listed; see `paths_total`).
     pub paths: Vec<String>,
+    /// How many paths are affected in all.
+    pub paths_total: usize,
 }
 
 /// The result of `check`.
@@ -103,9 +104,11 @@ pub async fn walk_trees(
 
 /// Checks the repository. Returns a report; `report.ok` is false when errors were found.
 pub async fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
-    let guard = lock::acquire(repo.store().clone(), false, "check").await?;
+    let guard = repo.lock(false, "check").await?;
     let r = run_check(repo, opts, progress).await;
-    let _ = guard.release().await;
+    if let Some(g) = guard {
+        let _ = g.release().await;
+    }
     r
 }
 
@@ -154,7 +157,8 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
     let unreferenced = stored.keys().filter(|p| !index.has_pack(p)).count();
     if unreferenced > 0 {
         report.warnings.push(format!(
-            "{unreferenced} pack(s) are not referenced by the index (left by an interrupted backup or prune); `prune` removes them"
+            "{unreferenced} pack(s) are not named by any index file: normally left by an interrupted backup (prune \
+             removes them); if snapshots report missing blobs, the index was damaged: run `repair-index` first"
         ));
     }
 
@@ -210,9 +214,14 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
             if let Some(msg) = msg {
                 // A pack whose bytes do not match its name is damaged as a whole: every
                 // snapshot using it is named, even if some of its blobs still decrypt.
-                let mut all = per_pack.get(&pack).into_iter().flatten().map(|b| b.id);
-                let _ = &bad;
-                mark(pack, msg, &mut all, &mut damaged, &mut pack_problems);
+                // The blobs that fail are the damage; if none fails (e.g. only the header or
+                // trailer changed) the whole pack is suspect, so all of its blobs count.
+                if bad.is_empty() {
+                    let mut all = per_pack.get(&pack).into_iter().flatten().map(|b| b.id);
+                    mark(pack, msg, &mut all, &mut damaged, &mut pack_problems);
+                } else {
+                    mark(pack, msg, &mut bad.into_iter(), &mut damaged, &mut pack_problems);
+                }
             }
         }
     }
@@ -220,15 +229,17 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
     // Snapshots and trees.
     progress.phase("snapshots");
     let mut snaps: Vec<Snapshot> = Vec::new();
-    for id in repo.snapshot_ids().await? {
-        match repo.load_snapshot(&id).await {
-            Ok(s) => snaps.push(s),
-            Err(e) => report.errors.push(problem("snapshot", None, format!("snapshot {}: {e}", id.short()))),
-        }
+    let (ok, bad) = repo.snapshots_and_failures().await?;
+    snaps.extend(ok);
+    for (id, e) in bad {
+        let mut p = problem("snapshot", None, format!("snapshot {}: {e} (remove it with `forget {}`)", id.short(), id.short()));
+        p.snapshots.push(id.short());
+        report.errors.push(p);
     }
     report.snapshots = snaps.len();
     let mut affected_snaps: Vec<BTreeSet<String>> = vec![BTreeSet::new(); pack_problems.len()];
-    let mut affected_paths: Vec<Vec<String>> = vec![Vec::new(); pack_problems.len()];
+    let mut affected_paths: Vec<BTreeSet<String>> = vec![BTreeSet::new(); pack_problems.len()];
+    let mut affected_total: Vec<IdSet> = vec![IdSet::default(); pack_problems.len()];
     for s in &snaps {
         let mut seen = IdSet::default();
         let mut local: Vec<Problem> = Vec::new();
@@ -236,13 +247,16 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
         let mut hit = |blob: &Id, path: &PathBuf, local: &mut Vec<Problem>| {
             if let Some(&i) = damaged.get(blob) {
                 affected_snaps[i].insert(short.clone());
-                if affected_paths[i].len() < 100 {
-                    affected_paths[i].push(crate::repository::tree::display_path(path));
+                // Count each distinct path once across snapshots (keyed by a hash of it).
+                let key = crate::Id::of_bytes(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()));
+                if affected_total[i].insert(key) && affected_paths[i].len() < 100 {
+                    affected_paths[i].insert(crate::repository::tree::display_path(path));
                 }
             } else if !index.contains(blob) {
                 let mut p = problem("missing-blob", None, format!("blob {} is not in the index", blob.short()));
                 p.snapshots.push(short.clone());
                 p.paths.push(crate::repository::tree::display_path(path));
+                p.paths_total = 1;
                 local.push(p);
             }
         };
@@ -277,7 +291,8 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
     }
     for (i, mut p) in pack_problems.into_iter().enumerate() {
         p.snapshots = affected_snaps[i].iter().cloned().collect();
-        p.paths = std::mem::take(&mut affected_paths[i]);
+        p.paths = std::mem::take(&mut affected_paths[i]).into_iter().collect();
+        p.paths_total = affected_total[i].len();
         report.errors.push(p);
     }
     report.ok = report.errors.is_empty();
@@ -285,7 +300,7 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
 }
 
 fn problem(kind: &str, pack: Option<Id>, message: String) -> Problem {
-    Problem { kind: kind.into(), pack: pack.map(|p| p.to_hex()), message, snapshots: Vec::new(), paths: Vec::new() }
+    Problem { kind: kind.into(), pack: pack.map(|p| p.to_hex()), message, snapshots: Vec::new(), paths: Vec::new(), paths_total: 0 }
 }
 
 /// Verifies one pack's bytes. Returns a description of the damage (if any) and the ids of
@@ -338,7 +353,7 @@ pub struct VerifyReport {
 
 /// Reads back every file of `snap` and compares it with its whole-file digest.
 pub async fn verify(repo: &Arc<Repository>, snap: &Snapshot, progress: &dyn Progress) -> Result<VerifyReport> {
-    let guard = lock::acquire(repo.store().clone(), false, "verify").await?;
+    let guard = repo.lock(false, "verify").await?;
     let mut report = VerifyReport { snapshot: snap.id.to_hex(), ..Default::default() };
     let mut files: Vec<(PathBuf, Node)> = Vec::new();
     let mut seen = IdSet::default();
@@ -385,7 +400,9 @@ pub async fn verify(repo: &Arc<Repository>, snap: &Snapshot, progress: &dyn Prog
         }
     }
     drop(results);
-    let _ = guard.release().await;
+    if let Some(g) = guard {
+        let _ = g.release().await;
+    }
     errors.sort_by(|a, b| a.path.cmp(&b.path));
     report.errors = errors;
     report.ok = report.errors.is_empty();

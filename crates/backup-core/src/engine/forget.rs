@@ -68,6 +68,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         }
         let n: i64 = num.parse().map_err(|_| bad())?;
         num.clear();
+        if n > 100_000 {
+            return Err(Error::InvalidInput(format!("duration {s:?} is too long")));
+        }
         total += match c {
             'y' => Duration::days(365 * n),
             'm' => Duration::days(30 * n),
@@ -161,16 +164,55 @@ pub fn apply_policy(snaps: &[Snapshot], policy: &RetentionPolicy, now: DateTime<
 }
 
 /// Applies `policy` to every snapshot and deletes the manifests not kept (unless `dry_run`).
-/// Data is reclaimed by [`super::prune::prune`].
+/// Data is reclaimed by [`super::prune::prune`]. Holds a shared lock (so it never runs during
+/// a prune).
 pub async fn forget(repo: &Repository, policy: &RetentionPolicy, dry_run: bool) -> Result<Vec<Decision>> {
-    let snaps = repo.snapshots().await?;
-    let decisions = apply_policy(&snaps, policy, Utc::now());
-    if !dry_run {
-        for d in decisions.iter().filter(|d| !d.keep) {
-            repo.delete_snapshot(&crate::Id::parse(&d.id)?).await?;
+    let guard = repo.lock(false, "forget").await?;
+    let result = async {
+        let snaps = repo.snapshots().await?;
+        let decisions = apply_policy(&snaps, policy, Utc::now());
+        if !dry_run {
+            for d in decisions.iter().filter(|d| !d.keep) {
+                repo.delete_snapshot(&crate::Id::parse(&d.id)?).await?;
+            }
         }
+        Ok(decisions)
     }
-    Ok(decisions)
+    .await;
+    if let Some(g) = guard {
+        let _ = g.release().await;
+    }
+    result
+}
+
+/// Deletes the snapshots named by `specs` (ids or unique prefixes), including damaged
+/// manifests that no longer decrypt. Returns the full ids removed.
+pub async fn forget_ids(repo: &Repository, specs: &[String], dry_run: bool) -> Result<Vec<String>> {
+    let guard = repo.lock(false, "forget").await?;
+    let result = async {
+        let all = repo.snapshot_ids().await?;
+        let mut out = Vec::new();
+        for spec in specs {
+            let s = spec.to_ascii_lowercase();
+            let m: Vec<&crate::Id> = all.iter().filter(|i| s.len() >= 4 && i.to_hex().starts_with(&s)).collect();
+            match m.as_slice() {
+                [one] => out.push(**one),
+                [] => return Err(Error::SnapshotNotFound { id: spec.clone(), reason: "no snapshot has this id".into() }),
+                _ => return Err(Error::SnapshotNotFound { id: spec.clone(), reason: "ambiguous prefix; give more digits".into() }),
+            }
+        }
+        if !dry_run {
+            for id in &out {
+                repo.delete_snapshot(id).await?;
+            }
+        }
+        Ok(out.iter().map(|i| i.to_hex()).collect())
+    }
+    .await;
+    if let Some(g) = guard {
+        let _ = g.release().await;
+    }
+    result
 }
 
 #[cfg(test)]

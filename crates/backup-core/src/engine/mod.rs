@@ -7,6 +7,7 @@ pub mod browse;
 pub mod check;
 pub mod forget;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod status;
 

@@ -19,7 +19,6 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::id::{Id, IdMap, IdSet};
 use crate::repository::index::{Index, IndexFile};
-use crate::repository::lock;
 use crate::repository::pack::PackedBlob;
 use crate::repository::packer::Packer;
 use crate::repository::{pack_path, Repository};
@@ -48,8 +47,10 @@ pub struct PruneReport {
     pub packs_repacked: usize,
     /// Packs deleted because no index named them.
     pub unreferenced_packs_deleted: usize,
-    /// Bytes of packs deleted.
+    /// Bytes of packs deleted (including packs that were repacked).
     pub bytes_deleted: u64,
+    /// Net bytes freed: deleted minus rewritten.
+    pub bytes_freed: u64,
     /// Bytes written into new packs by repacking.
     pub bytes_repacked: u64,
     /// Blobs still in use.
@@ -62,9 +63,11 @@ pub struct PruneReport {
 
 /// Runs prune. Errors: [`Error::Locked`] while any other process uses the repository.
 pub async fn prune(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
-    let guard = lock::acquire(repo.store().clone(), true, "prune").await?;
+    let guard = repo.lock(true, "prune").await?;
     let r = run(repo, opts, progress).await;
-    let _ = guard.release().await;
+    if let Some(g) = guard {
+        let _ = g.release().await;
+    }
     repo.invalidate_index().await;
     r
 }
@@ -151,6 +154,10 @@ async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
     let kept_blobs: IdSet = keep.iter().flat_map(|p| packs[p].iter().map(|(b, _)| b.id)).collect();
     report.blobs_removed = index.len().saturating_sub(kept_blobs.len() + repack.iter().map(|(_, b)| b.len()).sum::<usize>());
     if opts.dry_run {
+        // Estimate: repacking rewrites the used bytes of the repacked packs.
+        let rewrite: u64 = repack.iter().flat_map(|(_, b)| b.iter()).map(|b| b.len as u64).sum();
+        report.bytes_repacked = rewrite;
+        report.bytes_freed = report.bytes_deleted.saturating_sub(rewrite);
         return Ok(report);
     }
 
@@ -172,6 +179,7 @@ async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
         let stats = packer.finish().await?;
         report.bytes_repacked = stats.bytes_stored;
     }
+    report.bytes_freed = report.bytes_deleted.saturating_sub(report.bytes_repacked);
     // Index for kept packs.
     progress.phase("writing index");
     let mut file = IndexFile::default();

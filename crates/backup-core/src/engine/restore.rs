@@ -30,7 +30,6 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::crypto::{random_id, unb64};
 use crate::repository::id::{Id, IdMap};
-use crate::repository::lock;
 use crate::repository::pack::{open_blob, PackedBlob};
 use crate::repository::snapshot::{PathError, Snapshot};
 use crate::repository::tree::{display_path, Node, NodeKind};
@@ -120,9 +119,11 @@ struct FileJob {
 pub async fn restore(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreSummary> {
     let dest = crate::target::files::absolute(&opts.destination)?;
     prepare_destination(&dest, opts.overwrite)?;
-    let guard = lock::acquire(repo.store().clone(), false, "restore").await?;
+    let guard = repo.lock(false, "restore").await?;
     let r = run(repo, snap, opts, &dest, progress).await;
-    let _ = guard.release().await;
+    if let Some(g) = guard {
+        let _ = g.release().await;
+    }
     r
 }
 
@@ -188,6 +189,10 @@ async fn plan(repo: &Repository, root: &Id, includes: &[Vec<Vec<u8>>]) -> Result
             if !take {
                 continue;
             }
+            // Defence in depth: trees are validated when decoded, and again here where names
+            // become paths.
+            crate::repository::tree::validate_name(&node.name)
+                .map_err(|why| Error::corrupt(format!("tree {}", tree_id.short()), why))?;
             let path = rel.join(OsStr::from_bytes(&node.name.0));
             if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
                 subdirs.push((sub, path.clone(), depth + 1, take_all));
@@ -430,7 +435,7 @@ fn fail(job: &FileJob, msg: String) {
 
 fn temp_name(final_path: &Path) -> PathBuf {
     let parent = final_path.parent().unwrap_or(Path::new("/"));
-    parent.join(format!(".dbm-restore-{}.tmp", &random_id()[..16]))
+    parent.join(format!("{TEMP_PREFIX}{}.tmp", &random_id()[..16]))
 }
 
 fn create_temp(temp: &Path, size: u64) -> std::result::Result<(), String> {
@@ -444,9 +449,26 @@ fn create_temp(temp: &Path, size: u64) -> std::result::Result<(), String> {
     f.set_len(size).map_err(|e| e.to_string())
 }
 
+/// Prefix of the temporary names restored files are written under.
+const TEMP_PREFIX: &str = ".dbm-restore-";
+
 fn make_dir(p: &Path, overwrite: bool) -> std::result::Result<(), String> {
     match std::fs::symlink_metadata(p) {
-        Ok(md) if md.is_dir() => Ok(()),
+        Ok(md) if md.is_dir() => {
+            // Restoring over an earlier, interrupted restore: drop its temporary files.
+            if overwrite {
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        let n = e.file_name();
+                        let b = n.as_bytes();
+                        if b.starts_with(TEMP_PREFIX.as_bytes()) && b.ends_with(b".tmp") {
+                            let _ = std::fs::remove_file(e.path());
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
         Ok(_) if overwrite => {
             std::fs::remove_file(p).map_err(|e| e.to_string())?;
             std::fs::DirBuilder::new().mode(0o700).create(p).map_err(|e| e.to_string())

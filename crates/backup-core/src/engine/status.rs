@@ -44,8 +44,8 @@ pub struct RepoStatus {
 
 /// Computes the status (lists the store, loads the index and every snapshot manifest).
 pub async fn status(repo: &Repository) -> Result<RepoStatus> {
-    let mut total = 0u64;
-    for dir in ["config", "keys", "data", "index", "snapshots", "locks"] {
+    let mut total = repo.store().head("config").await?.map(|o| o.size).unwrap_or(0);
+    for dir in ["keys", "data", "index", "snapshots", "locks"] {
         total += repo.store().list(dir).await?.iter().map(|o| o.size).sum::<u64>();
     }
     let index = repo.load_index().await?;

@@ -63,10 +63,18 @@ pub(crate) fn username() -> String {
     })
 }
 
-/// Wraps `key` under `password` into a new slot; returns the slot id.
+/// Wraps `key` under `password` into a new slot; returns the slot id. A password that already
+/// opens a slot is refused (two slots with one password make `key remove` ambiguous).
 pub async fn add_key(store: &dyn Store, key: &MasterKey, password: &[u8], kdf: KdfParams) -> Result<String> {
     if password.is_empty() {
         return Err(Error::InvalidInput("empty password: a repository needs a non-empty password".into()));
+    }
+    match unlock(store, password).await {
+        Ok((id, _)) => {
+            return Err(Error::InvalidInput(format!("this password already opens key {}", &id[..8.min(id.len())])))
+        }
+        Err(Error::WrongPassword { .. }) | Err(Error::RepositoryNotFound { .. }) => {}
+        Err(e) => return Err(e),
     }
     let mut salt = [0u8; 16];
     random_bytes(&mut salt);
@@ -154,6 +162,9 @@ pub async fn list_keys(store: &dyn Store, current_id: &str) -> Result<Vec<KeyInf
 /// Removes the slot `id` (a unique prefix is accepted). The slot in use cannot be removed, and
 /// neither can the last one.
 pub async fn remove_key(store: &dyn Store, id: &str, current_id: &str) -> Result<String> {
+    if id.len() < 4 {
+        return Err(Error::InvalidInput(format!("key id {id:?}: give at least 4 hex digits")));
+    }
     let keys = list_keys(store, current_id).await?;
     let matches: Vec<&KeyInfo> = keys.iter().filter(|k| k.id.starts_with(id)).collect();
     let k = match matches.as_slice() {

@@ -1,5 +1,5 @@
-//! Repository locks (`locks/<id>`): shared for backups, restores and checks, exclusive for
-//! prune and key removal.
+//! Repository locks (`locks/<id>`): shared for backups, restores, checks and forget,
+//! exclusive for prune and index repair.
 //!
 //! Protocol: write our lock object first, then list the others. If a conflicting lock that is
 //! not stale exists, remove ours and fail. Two racing writers both see each other and both back

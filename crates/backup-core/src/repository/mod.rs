@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -95,6 +95,7 @@ pub struct Repository {
     chunker: Chunker,
     index: tokio::sync::Mutex<Option<Arc<Index>>>,
     trees: std::sync::Mutex<TreeCache>,
+    no_lock: std::sync::atomic::AtomicBool,
 }
 
 /// Verified tree blobs, filled a whole pack at a time (trees are packed apart from data, so
@@ -144,6 +145,15 @@ impl Repository {
         if store.head("config").await?.is_some() {
             return Err(Error::RepositoryExists { repo: store.location().to_string() });
         }
+        for dir in ["keys", "data", "index", "snapshots"] {
+            if !store.list(dir).await?.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "{} already holds repository objects ({dir}/) but no config: it is a damaged repository, \
+                     not an empty location; init refuses to write over it",
+                    store.location()
+                )));
+            }
+        }
         let key = MasterKey::generate();
         let config = Config {
             version: FORMAT_VERSION,
@@ -168,7 +178,15 @@ impl Repository {
         let cfg = match store.get("config").await {
             Ok(b) => b,
             Err(Error::Store(object_store::Error::NotFound { .. })) => {
-                return Err(Error::RepositoryNotFound { repo: store.location().to_string() })
+                for dir in ["keys", "data", "snapshots"] {
+                    if !store.list(dir).await?.is_empty() {
+                        return Err(Error::corrupt(
+                            format!("{}/config", store.location()),
+                            format!("missing, but {dir}/ holds objects: the repository is damaged (do not run init here)"),
+                        ));
+                    }
+                }
+                return Err(Error::RepositoryNotFound { repo: store.location().to_string() });
             }
             Err(e) => return Err(e),
         };
@@ -184,7 +202,7 @@ impl Repository {
 
     fn assemble(store: Arc<dyn Store>, key: MasterKey, key_id: String, config: Config) -> Repository {
         let chunker = Chunker::new(config.chunker, key.chunker_seed);
-        Repository { store, key: Arc::new(key), key_id, config, chunker, index: tokio::sync::Mutex::new(None), trees: Default::default() }
+        Repository { store, key: Arc::new(key), key_id, config, chunker, index: tokio::sync::Mutex::new(None), trees: Default::default(), no_lock: Default::default() }
     }
 
     /// The store.
@@ -217,6 +235,25 @@ impl Repository {
         let idx = Arc::new(self.load_index().await?);
         *g = Some(idx.clone());
         Ok(idx)
+    }
+
+    /// Reads without taking shared locks (for read-only repositories). Writers still lock;
+    /// without locks a concurrent prune could delete data a reader is using.
+    pub fn set_no_lock(&self, on: bool) {
+        self.no_lock.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes the repository lock for `purpose` (see [`lock`]). Returns `None` for shared locks
+    /// in no-lock mode. Errors: [`Error::Locked`]; [`Error::InvalidInput`] for an exclusive lock
+    /// in no-lock mode.
+    pub async fn lock(&self, exclusive: bool, purpose: &str) -> Result<Option<lock::LockGuard>> {
+        if self.no_lock.load(std::sync::atomic::Ordering::Relaxed) {
+            if exclusive {
+                return Err(Error::InvalidInput(format!("{purpose} needs the exclusive lock; it cannot run with --no-lock")));
+            }
+            return Ok(None);
+        }
+        lock::acquire(self.store.clone(), exclusive, purpose).await.map(Some)
     }
 
     /// Forgets the cached index (after this process wrote new index files).
@@ -354,24 +391,52 @@ impl Repository {
         Ok(s)
     }
 
-    /// Ids of all snapshots.
+    /// Ids of all snapshots. Objects under `snapshots/` whose name is not an id are ignored
+    /// (with a warning).
     pub async fn snapshot_ids(&self) -> Result<Vec<Id>> {
         let list = self.store.list("snapshots").await?;
-        list.iter()
+        Ok(list
+            .iter()
             .filter_map(|o| o.path.strip_prefix("snapshots/"))
-            .map(Id::parse)
-            .collect()
+            .filter_map(|name| match Id::parse(name) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    tracing::warn!("ignoring snapshots/{name}: not a snapshot id");
+                    None
+                }
+            })
+            .collect())
     }
 
-    /// All snapshots, oldest first.
-    pub async fn snapshots(&self) -> Result<Vec<Snapshot>> {
+    /// All readable snapshots, oldest first, and the ones that could not be read (with why).
+    pub async fn snapshots_and_failures(&self) -> Result<(Vec<Snapshot>, Vec<(Id, Error)>)> {
         let ids = self.snapshot_ids().await?;
-        let mut v: Vec<Snapshot> = futures::stream::iter(ids.iter().map(|id| self.load_snapshot(id)))
-            .buffer_unordered(16)
-            .try_collect()
-            .await?;
-        v.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
-        Ok(v)
+        let loaded: Vec<(Id, Result<Snapshot>)> =
+            futures::stream::iter(ids.into_iter().map(|id| async move { (id, self.load_snapshot(&id).await) }))
+                .buffer_unordered(16)
+                .collect()
+                .await;
+        let mut ok = Vec::with_capacity(loaded.len());
+        let mut bad = Vec::new();
+        for (id, r) in loaded {
+            match r {
+                Ok(s) => ok.push(s),
+                Err(e @ Error::Store(_)) => return Err(e),
+                Err(e) => bad.push((id, e)),
+            }
+        }
+        ok.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        Ok((ok, bad))
+    }
+
+    /// All snapshots, oldest first. A damaged manifest is skipped with a warning, so one bad
+    /// object never stops backups or restores of the others (`check` reports it).
+    pub async fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        let (ok, bad) = self.snapshots_and_failures().await?;
+        for (id, e) in bad {
+            tracing::warn!("skipping snapshot {}: {e} (run check)", id.short());
+        }
+        Ok(ok)
     }
 
     /// Resolves `latest`, a full id, or a unique hex prefix (at least 4 digits).

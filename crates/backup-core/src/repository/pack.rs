@@ -127,15 +127,22 @@ impl PackWriter {
 ///
 /// Errors: [`Error::Corrupt`] when the trailer, header envelope or entries are invalid.
 pub fn read_header(key: &SealKey, name: &str, bytes: &[u8]) -> Result<Vec<PackedBlob>> {
-    if bytes.len() < 4 {
+    read_header_tail(key, name, bytes, bytes.len() as u64)
+}
+
+/// Reads the header from `tail`, the last bytes of a pack of `pack_len` bytes; `tail` must
+/// hold at least the header envelope and the 4-byte trailer.
+pub fn read_header_tail(key: &SealKey, name: &str, tail: &[u8], pack_len: u64) -> Result<Vec<PackedBlob>> {
+    if tail.len() < 4 || pack_len < tail.len() as u64 {
         return Err(Error::corrupt(name, "pack is shorter than its trailer"));
     }
-    let hlen = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes")) as usize;
-    let hstart = bytes
+    let hlen = u32::from_le_bytes(tail[tail.len() - 4..].try_into().expect("4 bytes")) as usize;
+    let env_start = tail
         .len()
         .checked_sub(4 + hlen)
-        .ok_or_else(|| Error::corrupt(name, "pack header length exceeds the pack"))?;
-    let header = key.open(name, b"pack header", &bytes[hstart..bytes.len() - 4])?;
+        .ok_or_else(|| Error::corrupt(name, "pack header length exceeds the bytes read"))?;
+    let hstart = pack_len - 4 - hlen as u64;
+    let header = key.open(name, b"pack header", &tail[env_start..tail.len() - 4])?;
     if header.len() % HEADER_ENTRY_LEN != 0 {
         return Err(Error::corrupt(name, "pack header has a partial entry"));
     }
@@ -149,7 +156,7 @@ pub fn read_header(key: &SealKey, name: &str, bytes: &[u8]) -> Result<Vec<Packed
         out.push(PackedBlob { kind, id, offset: offset as u32, len, raw_len, compressed: e[1] & FLAG_ZSTD != 0 });
         offset += len as u64;
     }
-    if offset != hstart as u64 {
+    if offset != hstart {
         return Err(Error::corrupt(name, "pack header does not describe the pack's contents"));
     }
     Ok(out)

@@ -75,6 +75,9 @@ impl ObjectStoreBackend {
     ///
     /// Errors: [`Error::RepositoryNotFound`] if the folder is missing and `create` is false.
     pub fn local(dir: &std::path::Path, create: bool) -> Result<Self> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::InvalidInput(format!("repository location {} is a file, not a directory", dir.display())));
+        }
         if create {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         } else if !dir.is_dir() {
@@ -91,6 +94,9 @@ impl ObjectStoreBackend {
 ///
 /// Errors: [`Error::InvalidInput`] for a scheme this build does not support.
 pub fn open_store(url: &str, create: bool) -> Result<Arc<dyn Store>> {
+    if url.is_empty() {
+        return Err(Error::InvalidInput("empty repository location".into()));
+    }
     if let Some(rest) = url.strip_prefix("file://") {
         return Ok(Arc::new(ObjectStoreBackend::local(std::path::Path::new(rest), create)?));
     }

@@ -58,6 +58,16 @@ impl Excludes {
         let mut name_b = GlobSetBuilder::new();
         let (mut np, mut nn) = (0, 0);
         for p in patterns {
+            if p.is_empty() {
+                return Err(Error::InvalidInput("empty exclude pattern".into()));
+            }
+            if p.contains('/') && !p.starts_with('/') && !p.starts_with("**/") {
+                return Err(Error::InvalidInput(format!(
+                    "exclude pattern {p:?}: a pattern with `/` matches absolute paths; write /full/path or **/{p}"
+                )));
+            }
+            // `dir/` means the directory `dir`.
+            let p = if p.len() > 1 { p.trim_end_matches('/') } else { p.as_str() };
             let glob = GlobBuilder::new(p)
                 .literal_separator(true)
                 .build()
