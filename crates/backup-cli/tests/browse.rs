@@ -352,9 +352,7 @@ fn list_filters() {
     t.repo.run(["list", "--type", "weekly"]).expect_code(1);
 }
 
-/// ENGINE BUG (reported): `status` computes `total_size` with `store.list("config")`, which
-/// lists the *folder* `config/`, so the `config` object itself (~270 bytes) is never counted.
-/// Remove the `ignore` once `status` counts it.
+/// `status.total_size` counts every object, the `config` object included.
 #[test]
 fn status_total_size_counts_every_object() {
     let repo = Repo::init();
