@@ -13,7 +13,13 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 ok, 1 error, 2 warning (e.g. a partial backup: some files unreadable).
 #[derive(Debug, Parser)]
-#[command(name = "data-backup-manager", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "data-backup-manager",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

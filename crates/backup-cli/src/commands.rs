@@ -49,15 +49,25 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     eprintln!("warning: pack {p}: header unreadable, left out of the index");
                 }
             }
-            Ok(if r.packs_unreadable.is_empty() { 0 } else { WARNING })
+            Ok(if r.packs_unreadable.is_empty() {
+                0
+            } else {
+                WARNING
+            })
         }
         Command::Status => status_cmd(&s).await,
         Command::Version => {
             let v = env!("CARGO_PKG_VERSION");
             if s.json {
-                println!("{}", json!({"cli_version": v, "core_version": v, "repository_format": backup_core::repository::FORMAT_VERSION}));
+                println!(
+                    "{}",
+                    json!({"cli_version": v, "core_version": v, "repository_format": backup_core::repository::FORMAT_VERSION})
+                );
             } else {
-                println!("data-backup-manager {v} (repository format {})", backup_core::repository::FORMAT_VERSION);
+                println!(
+                    "data-backup-manager {v} (repository format {})",
+                    backup_core::repository::FORMAT_VERSION
+                );
             }
             Ok(0)
         }
@@ -92,7 +102,11 @@ async fn init(s: &Settings, a: InitArgs) -> Result<u8> {
     if s.json {
         print_json(&json!({"repository": s.repo, "id": repo.config().id, "key": repo.key_id()}))?;
     } else {
-        println!("created repository {} at {}", &repo.config().id[..8], s.repo);
+        println!(
+            "created repository {} at {}",
+            &repo.config().id[..8],
+            s.repo
+        );
         println!("keep the password safe: without it the data cannot be restored");
     }
     Ok(0)
@@ -108,7 +122,11 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
     let repo = s.open().await?;
     let opts = backup::BackupOptions {
         targets,
-        backup_type: a.backup_type.as_deref().map(str::parse::<BackupType>).transpose()?,
+        backup_type: a
+            .backup_type
+            .as_deref()
+            .map(str::parse::<BackupType>)
+            .transpose()?,
         excludes: a.excludes,
         description: a.description,
         tags: a.tags,
@@ -125,7 +143,12 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
         print_json(&snapshot_json(&snap))?;
     } else {
         let m = &snap.summary;
-        println!("snapshot {} saved ({} backup of {})", snap.id.short(), snap.backup_type, snap.paths.join(", "));
+        println!(
+            "snapshot {} saved ({} backup of {})",
+            snap.id.short(),
+            snap.backup_type,
+            snap.paths.join(", ")
+        );
         println!(
             "files: {} new, {} changed, {} unmodified; {} dirs, {} other",
             m.files_new, m.files_changed, m.files_unmodified, m.dirs, m.others
@@ -142,7 +165,11 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
             eprintln!("warning: {}: {}", e.path, e.message);
         }
         if snap.partial {
-            eprintln!("warning: snapshot {} is partial: {} path(s) could not be read", snap.id.short(), snap.errors.len());
+            eprintln!(
+                "warning: snapshot {} is partial: {} path(s) could not be read",
+                snap.id.short(),
+                snap.errors.len()
+            );
         }
     }
     // Partial snapshots and files that changed while read are warnings.
@@ -157,7 +184,11 @@ async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
         match s.target(t).parse::<backup_core::target::TargetSpec>()? {
             backup_core::target::TargetSpec::Files(p) => {
                 if !snap.paths.iter().any(|sp| p.starts_with(sp.as_str())) {
-                    bail!("target {t} is not in snapshot {} (it holds {})", snap.id.short(), snap.paths.join(", "));
+                    bail!(
+                        "target {t} is not in snapshot {} (it holds {})",
+                        snap.id.short(),
+                        snap.paths.join(", ")
+                    );
                 }
                 include.push(p);
             }
@@ -191,30 +222,46 @@ async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
             r.dirs,
             r.others,
             size(r.bytes_written),
-            if opts.verify { format!(", {} files verified", r.files_verified) } else { String::new() }
+            if opts.verify {
+                format!(", {} files verified", r.files_verified)
+            } else {
+                String::new()
+            }
         );
     }
     for e in &r.errors {
         eprintln!("error: {}: {}", e.path, e.message);
     }
     if !r.errors.is_empty() {
-        eprintln!("error: restore incomplete: {} path(s) failed", r.errors.len());
+        eprintln!(
+            "error: restore incomplete: {} path(s) failed",
+            r.errors.len()
+        );
         return Ok(1);
     }
     Ok(0)
 }
 
-async fn tar_out(repo: Arc<Repository>, snap: Snapshot, path: std::path::PathBuf) -> Result<u8> {
+/// Runs blocking `write` (which streams snapshot data) with a buffered stdout.
+async fn to_stdout(
+    write: impl FnOnce(tokio::runtime::Handle, &mut dyn Write) -> backup_core::Result<()>
+        + Send
+        + 'static,
+) -> Result<u8> {
     let h = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-        browse::export_tar(repo, h, &snap, &path, &mut out)?;
+        write(h, &mut out)?;
         out.flush()?;
         Ok::<_, anyhow::Error>(())
     })
     .await??;
     Ok(0)
+}
+
+async fn tar_out(repo: Arc<Repository>, snap: Snapshot, path: std::path::PathBuf) -> Result<u8> {
+    to_stdout(move |h, out| browse::export_tar(repo, h, &snap, &path, out)).await
 }
 
 async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
@@ -230,7 +277,11 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
         ),
         None => None,
     };
-    let ty = a.backup_type.as_deref().map(str::parse::<BackupType>).transpose()?;
+    let ty = a
+        .backup_type
+        .as_deref()
+        .map(str::parse::<BackupType>)
+        .transpose()?;
     // A name from the config file stands for its spec.
     let target = a.target.as_deref().map(|t| s.target(t));
     let snaps: Vec<Snapshot> = repo
@@ -249,7 +300,16 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
         print_json(&snaps.iter().map(snapshot_json).collect::<Vec<_>>())?;
         return Ok(0);
     }
-    let mut t = table(&["ID", "Time (UTC)", "Type", "Targets", "Size", "Added", "Status", "Description"]);
+    let mut t = table(&[
+        "ID",
+        "Time (UTC)",
+        "Type",
+        "Targets",
+        "Size",
+        "Added",
+        "Status",
+        "Description",
+    ]);
     for x in &snaps {
         t.add_row(vec![
             x.id.short(),
@@ -258,7 +318,11 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
             x.targets.join(","),
             size(x.summary.bytes_total),
             size(x.summary.bytes_added),
-            if x.partial { "partial".into() } else { "complete".into() },
+            if x.partial {
+                "partial".into()
+            } else {
+                "complete".into()
+            },
             x.description.clone().unwrap_or_default(),
         ]);
     }
@@ -279,8 +343,21 @@ async fn ls(s: &Settings, a: LsArgs) -> Result<u8> {
     for e in entries {
         if a.long {
             let n = &e.node;
-            let t = Utc.timestamp_opt(n.mtime, n.mtime_nsec).single().map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-            writeln!(out, "{:?} {:o} {:>5} {:>5} {:>12} {} {}", n.kind, n.mode, n.uid, n.gid, n.size, t.unwrap_or_default(), e.path)?;
+            let t = Utc
+                .timestamp_opt(n.mtime, n.mtime_nsec)
+                .single()
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+            writeln!(
+                out,
+                "{:?} {:o} {:>5} {:>5} {:>12} {} {}",
+                n.kind,
+                n.mode,
+                n.uid,
+                n.gid,
+                n.size,
+                t.unwrap_or_default(),
+                e.path
+            )?;
         } else {
             writeln!(out, "{}", e.path)?;
         }
@@ -300,7 +377,13 @@ async fn diff(s: &Settings, a: DiffArgs) -> Result<u8> {
             println!("{}    {}", e.change, e.path);
         }
         let count = |c: &str| d.iter().filter(|e| e.change == c).count();
-        println!("{} added, {} removed, {} modified, {} metadata only", count("+"), count("-"), count("M") + count("T"), count("U"));
+        println!(
+            "{} added, {} removed, {} modified, {} metadata only",
+            count("+"),
+            count("-"),
+            count("M") + count("T"),
+            count("U")
+        );
     }
     Ok(0)
 }
@@ -311,16 +394,7 @@ async fn dump(s: &Settings, a: DumpArgs) -> Result<u8> {
     if a.format.as_deref() == Some("tar") {
         return tar_out(repo, snap, a.path).await;
     }
-    let h = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-        browse::dump(repo, h, &snap, &a.path, &mut out)?;
-        out.flush()?;
-        Ok::<_, anyhow::Error>(())
-    })
-    .await??;
-    Ok(0)
+    to_stdout(move |h, out| browse::dump(repo, h, &snap, &a.path, out).map(|_| ())).await
 }
 
 async fn verify(s: &Settings, a: VerifyArgs) -> Result<u8> {
@@ -341,7 +415,11 @@ async fn verify(s: &Settings, a: VerifyArgs) -> Result<u8> {
             snap.id.short(),
             r.files,
             size(r.bytes),
-            if r.ok { ", all match".to_string() } else { format!(", {} FAILED", r.errors.len()) }
+            if r.ok {
+                ", all match".to_string()
+            } else {
+                format!(", {} FAILED", r.errors.len())
+            }
         );
     }
     Ok(if r.ok { 0 } else { 1 })
@@ -355,14 +433,24 @@ async fn check_cmd(s: &Settings, a: CheckArgs) -> Result<u8> {
                 .parse()
                 .ok()
                 .filter(|n: &f64| (0.0..=100.0).contains(n))
-                .with_context(|| format!("--read-data-subset {p:?}: expected a percentage such as 10%"))?;
+                .with_context(|| {
+                    format!("--read-data-subset {p:?}: expected a percentage such as 10%")
+                })?;
             Some(n)
         }
         None => None,
     };
     let repo = s.open().await?;
     let bar = Bar::new(!s.json && !s.quiet);
-    let r = check::check(&repo, &check::CheckOptions { read_data: a.read_data, read_data_subset: subset }, &bar).await;
+    let r = check::check(
+        &repo,
+        &check::CheckOptions {
+            read_data: a.read_data,
+            read_data_subset: subset,
+        },
+        &bar,
+    )
+    .await;
     bar.finish();
     let r = r?;
     if s.json {
@@ -391,7 +479,14 @@ async fn check_cmd(s: &Settings, a: CheckArgs) -> Result<u8> {
                 println!("  … {} paths affected in all", total);
             }
         }
-        println!("{}", if r.ok { "no errors found" } else { "repository has errors" });
+        println!(
+            "{}",
+            if r.ok {
+                "no errors found"
+            } else {
+                "repository has errors"
+            }
+        );
     }
     Ok(if !r.ok {
         1
@@ -420,18 +515,29 @@ async fn forget_cmd(s: &Settings, a: ForgetArgs) -> Result<u8> {
             print_json(&json!({"removed": removed, "dry_run": a.dry_run}))?;
         } else {
             for id in &removed {
-                println!("{} snapshot {}", if a.dry_run { "would remove" } else { "removed" }, &id[..8]);
+                println!(
+                    "{} snapshot {}",
+                    if a.dry_run { "would remove" } else { "removed" },
+                    &id[..8]
+                );
             }
         }
         if a.prune && !a.dry_run {
-            let p = prune::prune(&repo, &prune::PruneOptions::default(), &backup_core::progress::NoProgress).await?;
+            let p = prune::prune(
+                &repo,
+                &prune::PruneOptions::default(),
+                &backup_core::progress::NoProgress,
+            )
+            .await?;
             if !s.json {
                 print_prune(&p);
             }
         }
         return Ok(0);
     }
-    let tz: chrono_tz::Tz = a.tz.parse().map_err(|_| anyhow::anyhow!("--tz {:?}: not an IANA time zone name", a.tz))?;
+    let tz: chrono_tz::Tz =
+        a.tz.parse()
+            .map_err(|_| anyhow::anyhow!("--tz {:?}: not an IANA time zone name", a.tz))?;
     let policy = forget::RetentionPolicy {
         keep_last: a.keep_last,
         keep_hourly: a.keep_hourly,
@@ -439,31 +545,59 @@ async fn forget_cmd(s: &Settings, a: ForgetArgs) -> Result<u8> {
         keep_weekly: a.keep_weekly,
         keep_monthly: a.keep_monthly,
         keep_yearly: a.keep_yearly,
-        keep_within: a.keep_within.as_deref().map(forget::parse_duration).transpose()?,
+        keep_within: a
+            .keep_within
+            .as_deref()
+            .map(forget::parse_duration)
+            .transpose()?,
         timezone: Some(tz),
     };
     let repo = s.open().await?;
     let d = forget::forget(&repo, &policy, a.dry_run).await?;
     let removed = d.iter().filter(|x| !x.keep).count();
     let pr = if a.prune && !a.dry_run {
-        Some(prune::prune(&repo, &prune::PruneOptions::default(), &backup_core::progress::NoProgress).await?)
+        Some(
+            prune::prune(
+                &repo,
+                &prune::PruneOptions::default(),
+                &backup_core::progress::NoProgress,
+            )
+            .await?,
+        )
     } else {
         None
     };
     if s.json {
-        print_json(&json!({"decisions": d, "removed": removed, "dry_run": a.dry_run, "prune": pr}))?;
+        print_json(
+            &json!({"decisions": d, "removed": removed, "dry_run": a.dry_run, "prune": pr}),
+        )?;
     } else {
         let mut t = table(&["ID", "Time (UTC)", "Decision", "Reasons"]);
         for x in &d {
             t.add_row(vec![
                 x.id[..8].to_string(),
                 x.time.format("%Y-%m-%d %H:%M:%S").to_string(),
-                if x.keep { "keep".into() } else if a.dry_run { "would remove".into() } else { "removed".into() },
+                if x.keep {
+                    "keep".into()
+                } else if a.dry_run {
+                    "would remove".into()
+                } else {
+                    "removed".into()
+                },
                 x.reasons.join(", "),
             ]);
         }
         println!("{t}");
-        println!("{} kept, {} {}", d.len() - removed, removed, if a.dry_run { "would be removed" } else { "removed" });
+        println!(
+            "{} kept, {} {}",
+            d.len() - removed,
+            removed,
+            if a.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            }
+        );
         if let Some(p) = pr {
             print_prune(&p);
         }
@@ -493,7 +627,15 @@ async fn prune_cmd(s: &Settings, a: PruneArgs) -> Result<u8> {
     }
     let repo = s.open().await?;
     let bar = Bar::new(!s.json && !s.quiet);
-    let r = prune::prune(&repo, &prune::PruneOptions { dry_run: a.dry_run, max_unused_percent: a.max_unused }, &bar).await;
+    let r = prune::prune(
+        &repo,
+        &prune::PruneOptions {
+            dry_run: a.dry_run,
+            max_unused_percent: a.max_unused,
+        },
+        &bar,
+    )
+    .await;
     bar.finish();
     let r = r?;
     if s.json {
@@ -560,21 +702,42 @@ async fn status_cmd(s: &Settings) -> Result<u8> {
         print_json(&st)?;
         return Ok(0);
     }
-    println!("repository       {} ({})", st.location, &st.repository_id[..8]);
+    println!(
+        "repository       {} ({})",
+        st.location,
+        &st.repository_id[..8]
+    );
     println!("snapshots        {}", st.snapshots);
     match (&st.last_snapshot, st.last_snapshot_time) {
         (Some(id), Some(t)) => println!(
             "last snapshot    {} at {}{}",
             &id[..8],
             t.format("%Y-%m-%d %H:%M:%S UTC"),
-            if st.last_snapshot_partial == Some(true) { " (partial)" } else { "" }
+            if st.last_snapshot_partial == Some(true) {
+                " (partial)"
+            } else {
+                ""
+            }
         ),
         _ => println!("last snapshot    none"),
     }
-    println!("repository size  {} in {} packs, {} blobs", size(st.total_size), st.packs, st.blobs);
-    println!("data             {} unique ({} stored)", size(st.unique_raw_bytes), size(st.unique_stored_bytes));
+    println!(
+        "repository size  {} in {} packs, {} blobs",
+        size(st.total_size),
+        st.packs,
+        st.blobs
+    );
+    println!(
+        "data             {} unique ({} stored)",
+        size(st.unique_raw_bytes),
+        size(st.unique_stored_bytes)
+    );
     println!("compression      {:.2}x", st.compression_ratio);
-    println!("deduplication    {:.2}x ({} across all snapshots)", st.dedup_ratio, size(st.logical_bytes));
+    println!(
+        "deduplication    {:.2}x ({} across all snapshots)",
+        st.dedup_ratio,
+        size(st.logical_bytes)
+    );
     println!("space saving     {:.1}%", st.space_saving_percent);
     Ok(0)
 }

@@ -30,7 +30,10 @@ fn main() -> ExitCode {
         }
     };
     tracing_subscriber_init(cli.global.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -42,8 +45,13 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if json {
-                let kind = e.downcast_ref::<backup_core::Error>().map(|e| format!("{:?}", e.kind()));
-                println!("{}", serde_json::json!({"error": {"code": kind.unwrap_or_else(|| "Error".into()), "message": format!("{e:#}")}}));
+                let kind = e
+                    .downcast_ref::<backup_core::Error>()
+                    .map(|e| format!("{:?}", e.kind()));
+                println!(
+                    "{}",
+                    serde_json::json!({"error": {"code": kind.unwrap_or_else(|| "Error".into()), "message": format!("{e:#}")}})
+                );
             }
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -57,9 +65,14 @@ fn tracing_subscriber_init(verbose: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DBM_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if verbose { "info" } else { "warn" })
     });
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).without_time().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time()
+        .try_init();
 }
-
 
 /// Keeps glibc's allocator from holding on to freed pipeline buffers, so peak RSS follows the
 /// pipeline's real working set:

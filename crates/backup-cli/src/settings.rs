@@ -50,13 +50,26 @@ impl Settings {
         };
         let config = match path {
             Some(p) if p.exists() || explicit => {
-                let text = std::fs::read_to_string(&p).with_context(|| format!("reading config file {}", p.display()))?;
-                serde_yaml_ng::from_str(&text).with_context(|| format!("config file {}", p.display()))?
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                serde_yaml_ng::from_str(&text)
+                    .with_context(|| format!("config file {}", p.display()))?
             }
             _ => ConfigFile::default(),
         };
-        let repo = g.repo.clone().or_else(|| config.repository.clone()).unwrap_or_else(|| DEFAULT_REPOSITORY.to_string());
-        Ok(Settings { repo, password_file: g.password_file.clone(), no_lock: g.no_lock, config, json: g.json, quiet: g.quiet })
+        let repo = g
+            .repo
+            .clone()
+            .or_else(|| config.repository.clone())
+            .unwrap_or_else(|| DEFAULT_REPOSITORY.to_string());
+        Ok(Settings {
+            repo,
+            password_file: g.password_file.clone(),
+            no_lock: g.no_lock,
+            config,
+            json: g.json,
+            quiet: g.quiet,
+        })
     }
 
     /// The password: --password-file (or DBM_PASSWORD_FILE), else DBM_PASSWORD, else the
@@ -67,7 +80,13 @@ impl Settings {
             (None, Some(_)) => None,
             (None, None) => self.config.password_file.as_deref(),
         };
-        read_password(file, "DBM_PASSWORD", "--password-file", "repository password", confirm)
+        read_password(
+            file,
+            "DBM_PASSWORD",
+            "--password-file",
+            "repository password",
+            confirm,
+        )
     }
 
     pub async fn open(&self) -> Result<Arc<Repository>> {
@@ -86,13 +105,24 @@ impl Settings {
 
     /// Expands named targets from the config file.
     pub fn target(&self, name: &str) -> String {
-        self.config.targets.get(name).cloned().unwrap_or_else(|| name.to_string())
+        self.config
+            .targets
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
     }
 }
 
-pub fn read_password(file: Option<&Path>, env: &str, file_flag: &str, what: &str, confirm: bool) -> Result<Vec<u8>> {
+pub fn read_password(
+    file: Option<&Path>,
+    env: &str,
+    file_flag: &str,
+    what: &str,
+    confirm: bool,
+) -> Result<Vec<u8>> {
     if let Some(f) = file {
-        let text = std::fs::read(f).with_context(|| format!("reading password file {}", f.display()))?;
+        let text =
+            std::fs::read(f).with_context(|| format!("reading password file {}", f.display()))?;
         let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {

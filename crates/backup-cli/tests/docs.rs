@@ -17,11 +17,25 @@ fn help(args: &[&str]) -> String {
 
 #[test]
 fn cli_reference_matches_help() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cli.md")).expect("docs/cli.md");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cli.md"))
+        .expect("docs/cli.md");
     let mut commands: Vec<Vec<&str>> = vec![vec![]];
     for c in [
-        "init", "backup", "restore", "list", "ls", "diff", "dump", "verify", "check", "forget", "prune", "key",
-        "repair-index", "status", "version",
+        "init",
+        "backup",
+        "restore",
+        "list",
+        "ls",
+        "diff",
+        "dump",
+        "verify",
+        "check",
+        "forget",
+        "prune",
+        "key",
+        "repair-index",
+        "status",
+        "version",
     ] {
         commands.push(vec![c]);
     }

@@ -21,7 +21,9 @@ fn run_measured(repo: &Repo, args: &[&std::ffi::OsStr]) -> (i32, i64) {
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(rc, pid, "wait4 failed: {}", std::io::Error::last_os_error());
     std::mem::forget(child); // already reaped
-    let code = std::process::ExitStatus::from_raw(status).code().unwrap_or(-1);
+    let code = std::process::ExitStatus::from_raw(status)
+        .code()
+        .unwrap_or(-1);
     (code, usage.ru_maxrss)
 }
 
@@ -35,8 +37,14 @@ fn peak_rss_does_not_grow_with_file_size() {
     mkdirs(&big);
     // 16 MiB versus 2 GiB: the 2 GiB file is sparse (cheap to make) but is read in full,
     // chunked, hashed and, being zeros, deduplicated to one blob.
-    std::fs::File::create(small.join("f")).unwrap().set_len(16 * MIB).unwrap();
-    std::fs::File::create(big.join("f")).unwrap().set_len(2048 * MIB).unwrap();
+    std::fs::File::create(small.join("f"))
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    std::fs::File::create(big.join("f"))
+        .unwrap()
+        .set_len(2048 * MIB)
+        .unwrap();
 
     let arg = |p: &Path| source_arg(p);
     let (c1, rss_small) = run_measured(&repo, &[std::ffi::OsStr::new("backup"), &arg(&small)]);
@@ -63,5 +71,8 @@ fn peak_rss_does_not_grow_with_file_size() {
     eprintln!("restore peak RSS for the 2 GiB file: {rss_restore} KiB");
     let restored = std::fs::metadata(restored_path(&d, &big).join("f")).unwrap();
     assert_eq!(restored.len(), 2048 * MIB);
-    assert!(rss_restore < rss_small + 64 * 1024, "restore peak RSS {rss_restore} KiB grew with the file size");
+    assert!(
+        rss_restore < rss_small + 64 * 1024,
+        "restore peak RSS {rss_restore} KiB grew with the file size"
+    );
 }

@@ -29,17 +29,31 @@ impl Changing {
         mkdirs(&refs);
         let mut rng = Rng::unique();
         write_random_file(&src.join("shared.bin"), 100_000, &mut rng);
-        Changing { _tmp: tmp, src, refs, rng, generation: 0 }
+        Changing {
+            _tmp: tmp,
+            src,
+            refs,
+            rng,
+            generation: 0,
+        }
     }
 
     /// Moves to the next generation.
     fn step(&mut self) {
         if self.generation > 0 {
-            std::fs::remove_file(self.src.join(format!("gen-{}.bin", self.generation - 1))).unwrap();
+            std::fs::remove_file(self.src.join(format!("gen-{}.bin", self.generation - 1)))
+                .unwrap();
         }
         let g = self.generation;
-        write_random_file(&self.src.join(format!("gen-{g}.bin")), 300_000, &mut self.rng);
-        write_file(&self.src.join("notes.txt"), format!("generation {g}\n").repeat(g + 1).as_bytes());
+        write_random_file(
+            &self.src.join(format!("gen-{g}.bin")),
+            300_000,
+            &mut self.rng,
+        );
+        write_file(
+            &self.src.join("notes.txt"),
+            format!("generation {g}\n").repeat(g + 1).as_bytes(),
+        );
         self.generation += 1;
     }
 
@@ -70,21 +84,34 @@ fn assert_restores_exactly(repo: &Repo, tree: &Changing, id: &str) {
 fn forget_json(run: &Run) -> (u64, Vec<(String, bool, Vec<String>)>) {
     run.expect_success();
     let v = run.json();
-    let removed = v["removed"].as_u64().unwrap_or_else(|| panic!("no `removed` count\n{}", run.describe()));
+    let removed = v["removed"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no `removed` count\n{}", run.describe()));
     let decisions = v["decisions"]
         .as_array()
         .unwrap_or_else(|| panic!("no `decisions` array\n{}", run.describe()))
         .iter()
         .map(|d| {
-            let reasons = d["reasons"].as_array().expect("reasons array").iter().map(|r| r.as_str().unwrap().to_string()).collect();
-            (d["id"].as_str().expect("decision id").to_string(), d["keep"].as_bool().expect("keep bool"), reasons)
+            let reasons = d["reasons"]
+                .as_array()
+                .expect("reasons array")
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect();
+            (
+                d["id"].as_str().expect("decision id").to_string(),
+                d["keep"].as_bool().expect("keep bool"),
+                reasons,
+            )
         })
         .collect();
     (removed, decisions)
 }
 
 fn decision<'a>(d: &'a [(String, bool, Vec<String>)], id: &str) -> &'a (String, bool, Vec<String>) {
-    d.iter().find(|x| x.0 == id).unwrap_or_else(|| panic!("no decision for {id}: {d:?}"))
+    d.iter()
+        .find(|x| x.0 == id)
+        .unwrap_or_else(|| panic!("no decision for {id}: {d:?}"))
 }
 
 #[test]
@@ -101,29 +128,54 @@ fn forget_keep_last_then_prune_reclaims_space() {
     // Dry run: reports the decision, removes nothing.
     let run = repo.run(["forget", "--keep-last", "2", "--dry-run", "--json"]);
     let (removed, d) = forget_json(&run);
-    assert_eq!(removed, 2, "dry run should report 2 removals\n{}", run.describe());
+    assert_eq!(
+        removed,
+        2,
+        "dry run should report 2 removals\n{}",
+        run.describe()
+    );
     assert_eq!(run.json()["dry_run"], Value::Bool(true));
     assert_eq!(d.len(), 4, "one decision per snapshot\n{}", run.describe());
     for (i, id) in ids.iter().enumerate() {
         let (_, keep, reasons) = decision(&d, id);
-        assert_eq!(*keep, i >= 2, "decision for snapshot {i}\n{}", run.describe());
+        assert_eq!(
+            *keep,
+            i >= 2,
+            "decision for snapshot {i}\n{}",
+            run.describe()
+        );
         if i >= 2 {
-            assert!(reasons.contains(&"last".to_string()), "reasons for snapshot {i}: {reasons:?}");
+            assert!(
+                reasons.contains(&"last".to_string()),
+                "reasons for snapshot {i}: {reasons:?}"
+            );
         }
     }
-    assert_eq!(repo.snapshot_ids(), ids, "forget --dry-run removed snapshots");
+    assert_eq!(
+        repo.snapshot_ids(),
+        ids,
+        "forget --dry-run removed snapshots"
+    );
 
     // For real.
     let run = repo.run(["forget", "--keep-last", "2", "--json"]);
     let (removed, _) = forget_json(&run);
     assert_eq!(removed, 2, "{}", run.describe());
-    assert_eq!(repo.snapshot_ids(), ids[2..].to_vec(), "forget --keep-last 2 kept the wrong snapshots");
+    assert_eq!(
+        repo.snapshot_ids(),
+        ids[2..].to_vec(),
+        "forget --keep-last 2 kept the wrong snapshots"
+    );
 
     // prune --dry-run changes nothing; prune frees at least the two unique 300 kB files.
     let before = repo.data_size();
     let packs_before = repo.pack_files();
     repo.run(["prune", "--dry-run", "--json"]).expect_success();
-    assert_eq!(repo.pack_files(), packs_before, "prune --dry-run changed packs");
+    assert_eq!(
+        repo.pack_files(),
+        packs_before,
+        "prune --dry-run changed packs"
+    );
     let run = repo.run(["prune", "--json"]);
     run.expect_success();
     let after = repo.data_size();
@@ -133,12 +185,20 @@ fn forget_keep_last_then_prune_reclaims_space() {
         run.describe()
     );
     let report = run.json();
-    assert!(report["bytes_deleted"].as_u64().unwrap() >= 500_000, "{}", run.describe());
+    assert!(
+        report["bytes_deleted"].as_u64().unwrap() >= 500_000,
+        "{}",
+        run.describe()
+    );
 
     let run = repo.run(["check", "--read-data", "--json"]);
     run.expect_success();
     let (ok, errors) = parse_check_json(&run);
-    assert!(ok && errors.is_empty(), "check after prune: {errors:?}\n{}", run.describe());
+    assert!(
+        ok && errors.is_empty(),
+        "check after prune: {errors:?}\n{}",
+        run.describe()
+    );
     for id in &ids[2..] {
         assert_restores_exactly(&repo, &tree, id);
     }
@@ -157,21 +217,48 @@ fn retention_days_outlives_keep_last() {
 
     // The manifest carries retention_until, 30 days after the snapshot time.
     let listed = repo.snapshots();
-    let p = listed.iter().find(|s| s["id"] == protected.as_str()).expect("protected snapshot listed");
+    let p = listed
+        .iter()
+        .find(|s| s["id"] == protected.as_str())
+        .expect("protected snapshot listed");
     let time = chrono::DateTime::parse_from_rfc3339(p["time"].as_str().unwrap()).unwrap();
-    let until = chrono::DateTime::parse_from_rfc3339(p["retention_until"].as_str().expect("retention_until set")).unwrap();
-    assert_eq!(until - time, chrono::Duration::days(30), "retention_until of {p}");
+    let until = chrono::DateTime::parse_from_rfc3339(
+        p["retention_until"].as_str().expect("retention_until set"),
+    )
+    .unwrap();
+    assert_eq!(
+        until - time,
+        chrono::Duration::days(30),
+        "retention_until of {p}"
+    );
     let m = listed.iter().find(|s| s["id"] == middle.as_str()).unwrap();
-    assert!(m["retention_until"].is_null(), "retention_until set without --retention-days: {m}");
+    assert!(
+        m["retention_until"].is_null(),
+        "retention_until set without --retention-days: {m}"
+    );
 
     let run = repo.run(["forget", "--keep-last", "1", "--json"]);
     let (removed, d) = forget_json(&run);
     assert_eq!(removed, 1, "{}", run.describe());
     let (_, keep, reasons) = decision(&d, &protected);
-    assert!(*keep, "the --retention-days 30 snapshot was forgotten\n{}", run.describe());
-    assert_eq!(reasons, &vec!["retention_until".to_string()], "{}", run.describe());
+    assert!(
+        *keep,
+        "the --retention-days 30 snapshot was forgotten\n{}",
+        run.describe()
+    );
+    assert_eq!(
+        reasons,
+        &vec!["retention_until".to_string()],
+        "{}",
+        run.describe()
+    );
     assert!(!decision(&d, &middle).1, "{}", run.describe());
-    assert_eq!(decision(&d, &newest).2, vec!["last".to_string()], "{}", run.describe());
+    assert_eq!(
+        decision(&d, &newest).2,
+        vec!["last".to_string()],
+        "{}",
+        run.describe()
+    );
     assert_eq!(repo.snapshot_ids(), vec![protected.clone(), newest.clone()]);
 
     repo.run(["prune", "--json"]).expect_success();
@@ -220,9 +307,21 @@ fn huge_retention_days_never_panics() {
     let mut tree = Changing::new();
     tree.step();
     let run = repo.backup(&[&tree.src], &["--retention-days", "4294967295"]);
-    assert!(matches!(run.code(), Some(0) | Some(1)), "backup must succeed or fail cleanly\n{}", run.describe());
+    assert!(
+        matches!(run.code(), Some(0) | Some(1)),
+        "backup must succeed or fail cleanly\n{}",
+        run.describe()
+    );
     if run.code() == Some(1) {
-        assert!(repo.snapshots().is_empty(), "a refused backup stored a snapshot");
+        assert!(
+            repo.snapshots().is_empty(),
+            "a refused backup stored a snapshot"
+        );
     }
-    assert!(repo.lock_files().is_empty(), "locks left behind: {:?}\n{}", repo.lock_files(), run.describe());
+    assert!(
+        repo.lock_files().is_empty(),
+        "locks left behind: {:?}\n{}",
+        repo.lock_files(),
+        run.describe()
+    );
 }

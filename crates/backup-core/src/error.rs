@@ -141,10 +141,16 @@ impl Error {
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
-        Error::Io { path: path.into(), error }
+        Error::Io {
+            path: path.into(),
+            error,
+        }
     }
 
     pub(crate) fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Corrupt { object: object.into(), reason: reason.into() }
+        Error::Corrupt {
+            object: object.into(),
+            reason: reason.into(),
+        }
     }
 }

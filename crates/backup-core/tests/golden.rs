@@ -17,12 +17,19 @@ const PASSWORD: &[u8] = b"golden";
 
 /// The files of the fixture's source tree: (relative path, content).
 fn expected_files() -> Vec<(&'static str, Vec<u8>)> {
-    let big: Vec<u8> = (0u32..200_000).flat_map(|i| (i.wrapping_mul(2654435761) >> 7).to_le_bytes()).collect();
+    let big: Vec<u8> = (0u32..200_000)
+        .flat_map(|i| (i.wrapping_mul(2654435761) >> 7).to_le_bytes())
+        .collect();
     vec![
         ("hello.txt", b"hello, golden world\n".to_vec()),
         ("dir/empty", Vec::new()),
         ("dir/big.bin", big),
-        ("dir/nested/notes.md", "# notes\nnon-ASCII: \u{e9}\u{e8}\u{fc}\n".repeat(50).into_bytes()),
+        (
+            "dir/nested/notes.md",
+            "# notes\nnon-ASCII: \u{e9}\u{e8}\u{fc}\n"
+                .repeat(50)
+                .into_bytes(),
+        ),
     ]
 }
 
@@ -48,26 +55,45 @@ async fn format_v1_repository_restores_exactly() {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&fixture(), copy.path());
     let store = backup_core::store::open_store(copy.path().to_str().unwrap(), false).unwrap();
-    let repo = Arc::new(Repository::open(store, PASSWORD).await.expect("fixture opens with its password"));
+    let repo = Arc::new(
+        Repository::open(store, PASSWORD)
+            .await
+            .expect("fixture opens with its password"),
+    );
     assert_eq!(repo.config().version, 1);
     let snaps = repo.snapshots().await.unwrap();
     assert_eq!(snaps.len(), 1, "the fixture holds one snapshot");
-    let report = check::check(&repo, &check::CheckOptions { read_data: true, read_data_subset: None }, &NoProgress)
-        .await
-        .unwrap();
+    let report = check::check(
+        &repo,
+        &check::CheckOptions {
+            read_data: true,
+            read_data_subset: None,
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert!(report.ok, "check of the fixture: {:?}", report.errors);
 
     let out = tempfile::tempdir().unwrap();
-    let summary = restore::restore(&repo, &snaps[0], &restore::RestoreOptions::new(out.path()), &NoProgress)
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    let summary = restore::restore(
+        &repo,
+        &snaps[0],
+        &restore::RestoreOptions::new(out.path()),
+        &NoProgress,
+    )
+    .await
+    .unwrap()
+    .into_result()
+    .unwrap();
     assert_eq!(summary.files, expected_files().len() as u64);
     let root = out.path().join(snaps[0].paths[0].trim_start_matches('/'));
     for (rel, content) in expected_files() {
         let got = std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        assert!(got == content, "{rel}: restored bytes differ from the fixture's source");
+        assert!(
+            got == content,
+            "{rel}: restored bytes differ from the fixture's source"
+        );
     }
 }
 
@@ -84,12 +110,21 @@ async fn make_fixture() {
     let _ = std::fs::remove_dir_all(fixture());
     let store = backup_core::store::open_store(fixture().to_str().unwrap(), true).unwrap();
     let opts = InitOptions {
-        chunker: ChunkerParams { min_size: 4096, avg_size: 16384, max_size: 65536 },
+        chunker: ChunkerParams {
+            min_size: 4096,
+            avg_size: 16384,
+            max_size: 65536,
+        },
         pack_size: 64 * 1024,
         compression_level: 3,
-        kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 },
+        kdf: KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
     };
     let repo = Arc::new(Repository::init(store, PASSWORD, opts).await.unwrap());
-    let opts = backup::BackupOptions::new(vec![format!("files:{}", src.display()).parse().unwrap()]);
+    let opts =
+        backup::BackupOptions::new(vec![format!("files:{}", src.display()).parse().unwrap()]);
     backup::backup(&repo, &opts, &NoProgress).await.unwrap();
 }

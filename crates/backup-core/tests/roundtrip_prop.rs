@@ -86,7 +86,12 @@ fn pick() -> impl Strategy<Value = Pick> {
 }
 
 fn size() -> impl Strategy<Value = usize> {
-    prop_oneof![Just(0usize), 1usize..4096, 4096usize..70_000, 70_000usize..300 * 1024]
+    prop_oneof![
+        Just(0usize),
+        1usize..4096,
+        4096usize..70_000,
+        70_000usize..300 * 1024
+    ]
 }
 
 fn content() -> impl Strategy<Value = Content> {
@@ -112,7 +117,9 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn file_mode() -> impl Strategy<Value = u32> {
-    prop::sample::select(vec![0o644u32, 0o600, 0o755, 0o444, 0o400, 0o640, 0o000, 0o4755, 0o2711, 0o1644])
+    prop::sample::select(vec![
+        0o644u32, 0o600, 0o755, 0o444, 0o400, 0o640, 0o000, 0o4755, 0o2711, 0o1644,
+    ])
 }
 
 fn dir_mode() -> impl Strategy<Value = u32> {
@@ -120,7 +127,12 @@ fn dir_mode() -> impl Strategy<Value = u32> {
 }
 
 fn file_spec() -> impl Strategy<Value = FileSpec> {
-    (pick(), name(), content(), file_mode()).prop_map(|(dir, name, content, mode)| FileSpec { dir, name, content, mode })
+    (pick(), name(), content(), file_mode()).prop_map(|(dir, name, content, mode)| FileSpec {
+        dir,
+        name,
+        content,
+        mode,
+    })
 }
 
 fn change() -> impl Strategy<Value = Change> {
@@ -136,12 +148,24 @@ fn change() -> impl Strategy<Value = Change> {
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        prop::collection::vec((pick(), name(), dir_mode()).prop_map(|(parent, name, mode)| DirSpec { parent, name, mode }), 0..6),
+        prop::collection::vec(
+            (pick(), name(), dir_mode()).prop_map(|(parent, name, mode)| DirSpec {
+                parent,
+                name,
+                mode,
+            }),
+            0..6,
+        ),
         prop::collection::vec(file_spec(), 1..14),
         prop::collection::vec((pick(), change()), 1..7),
         prop::collection::vec(file_spec(), 0..4),
     )
-        .prop_map(|(dirs, files, changes, new_files)| Case { dirs, files, changes, new_files })
+        .prop_map(|(dirs, files, changes, new_files)| Case {
+            dirs,
+            files,
+            changes,
+            new_files,
+        })
 }
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
@@ -185,7 +209,12 @@ impl Source {
         let bytes = match c {
             Content::Random { len, seed } => pseudo_random(*len, *seed),
             Content::Zeros { len } => vec![0; *len],
-            Content::Text { len } => b"the quick brown fox jumps over the lazy dog\n".iter().copied().cycle().take(*len).collect(),
+            Content::Text { len } => b"the quick brown fox jumps over the lazy dog\n"
+                .iter()
+                .copied()
+                .cycle()
+                .take(*len)
+                .collect(),
             Content::SameAs(i) => match self.files.as_slice() {
                 [] => Vec::new(),
                 files => match self.model.get(&files[i.index(files.len())]) {
@@ -215,7 +244,13 @@ impl Source {
         }
         let content = self.write(&rel, &spec.content);
         fs::set_permissions(self.path(&rel), fs::Permissions::from_mode(spec.mode)).unwrap();
-        self.model.insert(rel.clone(), EntryState::File { mode: spec.mode, content });
+        self.model.insert(
+            rel.clone(),
+            EntryState::File {
+                mode: spec.mode,
+                content,
+            },
+        );
         self.files.push(rel.clone());
         Some(rel)
     }
@@ -223,7 +258,12 @@ impl Source {
     fn build(root: PathBuf, case: &Case) -> Source {
         fs::create_dir(&root).unwrap();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o750)).unwrap();
-        let mut s = Source { root, model: BTreeMap::new(), dirs: vec![Vec::new()], files: Vec::new() };
+        let mut s = Source {
+            root,
+            model: BTreeMap::new(),
+            dirs: vec![Vec::new()],
+            files: Vec::new(),
+        };
         for d in &case.dirs {
             let parent = s.dirs[d.parent.index(s.dirs.len())].clone();
             let rel = child(&parent, &d.name);
@@ -231,7 +271,8 @@ impl Source {
                 continue;
             }
             fs::create_dir(s.path(&rel)).unwrap();
-            s.model.insert(rel.clone(), EntryState::Dir { mode: d.mode });
+            s.model
+                .insert(rel.clone(), EntryState::Dir { mode: d.mode });
             s.dirs.push(rel);
         }
         for f in &case.files {
@@ -239,7 +280,9 @@ impl Source {
         }
         // Modes of directories last: 0o500 and friends do not stop root, but keep it tidy.
         for rel in s.dirs.iter().skip(1) {
-            let EntryState::Dir { mode } = s.model[rel] else { unreachable!() };
+            let EntryState::Dir { mode } = s.model[rel] else {
+                unreachable!()
+            };
             fs::set_permissions(s.path(rel), fs::Permissions::from_mode(mode)).unwrap();
         }
         s
@@ -266,7 +309,12 @@ impl Source {
             }
             Change::Append { len, seed } => {
                 let extra = pseudo_random(*len, *seed);
-                OpenOptions::new().append(true).open(&p).unwrap().write_all(&extra).unwrap();
+                OpenOptions::new()
+                    .append(true)
+                    .open(&p)
+                    .unwrap()
+                    .write_all(&extra)
+                    .unwrap();
                 self.content_mut(&rel).1.extend_from_slice(&extra);
             }
             Change::Truncate(at) => {
@@ -276,7 +324,12 @@ impl Source {
                 }
                 let len = at.index(content.len());
                 content.truncate(len);
-                OpenOptions::new().write(true).open(&p).unwrap().set_len(len as u64).unwrap();
+                OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_len(len as u64)
+                    .unwrap();
             }
             Change::FlipKeepMtime(at) => {
                 let (_, content) = self.content_mut(&rel);
@@ -287,11 +340,19 @@ impl Source {
                 content[off] ^= 0xff;
                 let b = content[off];
                 let before = fs::metadata(&p).unwrap();
-                OpenOptions::new().write(true).open(&p).unwrap().write_all_at(&[b], off as u64).unwrap();
+                OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .write_all_at(&[b], off as u64)
+                    .unwrap();
                 let mtime = filetime::FileTime::from_last_modification_time(&before);
                 filetime::set_file_mtime(&p, mtime).unwrap();
                 let after = fs::metadata(&p).unwrap();
-                assert_eq!((after.len(), after.mtime(), after.mtime_nsec()), (before.len(), before.mtime(), before.mtime_nsec()));
+                assert_eq!(
+                    (after.len(), after.mtime(), after.mtime_nsec()),
+                    (before.len(), before.mtime(), before.mtime_nsec())
+                );
             }
             Change::Chmod(m) => {
                 fs::set_permissions(&p, fs::Permissions::from_mode(*m)).unwrap();
@@ -311,20 +372,46 @@ impl Source {
             .iter()
             .map(|rel| {
                 let m = fs::symlink_metadata(self.path(rel)).unwrap();
-                (rel.clone(), (m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec(), m.ino()))
+                (
+                    rel.clone(),
+                    (
+                        m.len(),
+                        m.mtime(),
+                        m.mtime_nsec(),
+                        m.ctime(),
+                        m.ctime_nsec(),
+                        m.ino(),
+                    ),
+                )
             })
             .collect()
     }
 }
 
-async fn restore_and_compare(repo: &std::sync::Arc<backup_core::Repository>, snap: &backup_core::Snapshot, src: &Source, verify: bool, what: &str) {
+async fn restore_and_compare(
+    repo: &std::sync::Arc<backup_core::Repository>,
+    snap: &backup_core::Snapshot,
+    src: &Source,
+    verify: bool,
+    what: &str,
+) {
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("restore");
     let mut opts = RestoreOptions::new(&dest);
     opts.verify = verify;
-    let s = restore(repo, snap, &opts, &NoProgress).await.unwrap_or_else(|e| panic!("{what}: restore failed: {e}"));
-    assert!(s.errors.is_empty(), "{what}: restore errors: {:?}", s.errors);
-    let files = src.model.values().filter(|e| matches!(e, EntryState::File { .. })).count() as u64;
+    let s = restore(repo, snap, &opts, &NoProgress)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: restore failed: {e}"));
+    assert!(
+        s.errors.is_empty(),
+        "{what}: restore errors: {:?}",
+        s.errors
+    );
+    let files = src
+        .model
+        .values()
+        .filter(|e| matches!(e, EntryState::File { .. }))
+        .count() as u64;
     assert_eq!(s.files, files, "{what}: files restored");
     if verify {
         assert_eq!(s.files_verified, files, "{what}: files verified");
@@ -343,12 +430,26 @@ fn run_case(case: Case) {
         let mut src = Source::build(tmp.path().join("src"), &case);
         let opts = BackupOptions::new(vec![TargetSpec::Files(src.root.clone())]);
 
-        let snap1 = backup(&repo, &opts, &NoProgress).await.expect("first backup");
+        let snap1 = backup(&repo, &opts, &NoProgress)
+            .await
+            .expect("first backup");
         assert!(!snap1.partial, "first backup partial: {:?}", snap1.errors);
         assert_eq!(snap1.backup_type, BackupType::Full);
         let model1 = src.model.clone();
-        let total1: usize = model1.values().map(|e| if let EntryState::File { content, .. } = e { content.len() } else { 0 }).sum();
-        assert_eq!(snap1.summary.bytes_read, total1 as u64, "first backup reads everything");
+        let total1: usize = model1
+            .values()
+            .map(|e| {
+                if let EntryState::File { content, .. } = e {
+                    content.len()
+                } else {
+                    0
+                }
+            })
+            .sum();
+        assert_eq!(
+            snap1.summary.bytes_read, total1 as u64,
+            "first backup reads everything"
+        );
         restore_and_compare(&repo, &snap1, &src, false, "snapshot 1").await;
 
         // Modify, remembering what the engine's change detection will see.
@@ -366,26 +467,60 @@ fn run_case(case: Case) {
             let stat_changed = stats1.get(rel) != Some(st);
             if changed_content {
                 // Otherwise the test would be asking for the impossible.
-                assert!(stat_changed, "test setup: {rel:?} changed but its stat did not");
+                assert!(
+                    stat_changed,
+                    "test setup: {rel:?} changed but its stat did not"
+                );
             }
             if stat_changed {
                 expect_read += st.0;
             }
         }
 
-        let snap2 = backup(&repo, &opts, &NoProgress).await.expect("second backup");
+        let snap2 = backup(&repo, &opts, &NoProgress)
+            .await
+            .expect("second backup");
         assert!(!snap2.partial, "second backup partial: {:?}", snap2.errors);
         assert_eq!(snap2.parent, Some(snap1.id), "second backup's parent");
         assert_eq!(snap2.backup_type, BackupType::Incremental);
         let m = &snap2.summary;
-        assert_eq!(m.bytes_read, expect_read, "incremental backup must read exactly the files whose stat changed: {m:?}");
-        assert_eq!(m.files_new + m.files_changed + m.files_unmodified, src.files.len() as u64, "file counts: {m:?}");
-        let total2: usize = src.model.values().map(|e| if let EntryState::File { content, .. } = e { content.len() } else { 0 }).sum();
+        assert_eq!(
+            m.bytes_read, expect_read,
+            "incremental backup must read exactly the files whose stat changed: {m:?}"
+        );
+        assert_eq!(
+            m.files_new + m.files_changed + m.files_unmodified,
+            src.files.len() as u64,
+            "file counts: {m:?}"
+        );
+        let total2: usize = src
+            .model
+            .values()
+            .map(|e| {
+                if let EntryState::File { content, .. } = e {
+                    content.len()
+                } else {
+                    0
+                }
+            })
+            .sum();
         assert_eq!(m.bytes_total, total2 as u64, "bytes_total: {m:?}");
 
         restore_and_compare(&repo, &snap2, &src, true, "snapshot 2").await;
-        let src1 = Source { root: src.root.clone(), model: model1, dirs: Vec::new(), files: Vec::new() };
-        restore_and_compare(&repo, &snap1, &src1, true, "snapshot 1 after the incremental backup").await;
+        let src1 = Source {
+            root: src.root.clone(),
+            model: model1,
+            dirs: Vec::new(),
+            files: Vec::new(),
+        };
+        restore_and_compare(
+            &repo,
+            &snap1,
+            &src1,
+            true,
+            "snapshot 1 after the incremental backup",
+        )
+        .await;
     });
 }
 
@@ -407,23 +542,90 @@ proptest! {
 #[test]
 fn fixed_case_with_every_modification() {
     let p = Pick::nth;
-    let f = |dir: Pick, name: &[u8], content: Content, mode: u32| FileSpec { dir, name: name.to_vec(), content, mode };
+    let f = |dir: Pick, name: &[u8], content: Content, mode: u32| FileSpec {
+        dir,
+        name: name.to_vec(),
+        content,
+        mode,
+    };
     let case = Case {
         dirs: vec![
-            DirSpec { parent: p(0, 1), name: b"sub".to_vec(), mode: 0o755 },
-            DirSpec { parent: p(1, 2), name: b"ro \xff\xfe".to_vec(), mode: 0o555 },
+            DirSpec {
+                parent: p(0, 1),
+                name: b"sub".to_vec(),
+                mode: 0o755,
+            },
+            DirSpec {
+                parent: p(1, 2),
+                name: b"ro \xff\xfe".to_vec(),
+                mode: 0o555,
+            },
         ],
         // Directories: "" (root), "sub", "sub/ro \xff\xfe".
         files: vec![
-            f(p(0, 3), b"big", Content::Random { len: 290_000, seed: 1 }, 0o644),
+            f(
+                p(0, 3),
+                b"big",
+                Content::Random {
+                    len: 290_000,
+                    seed: 1,
+                },
+                0o644,
+            ),
             f(p(0, 3), b"empty", Content::Zeros { len: 0 }, 0o600),
-            f(p(1, 3), b"text\nname", Content::Text { len: 100_000 }, 0o4755),
-            f(p(2, 3), b"sparse", Content::Sparse { len: 200_000, at: p(1, 3), seed: 2 }, 0o640),
+            f(
+                p(1, 3),
+                b"text\nname",
+                Content::Text { len: 100_000 },
+                0o4755,
+            ),
+            f(
+                p(2, 3),
+                b"sparse",
+                Content::Sparse {
+                    len: 200_000,
+                    at: p(1, 3),
+                    seed: 2,
+                },
+                0o640,
+            ),
             f(p(2, 3), b"copy", Content::SameAs(p(0, 4)), 0o000),
-            f(p(0, 3), b"flip-me", Content::Random { len: 50_000, seed: 3 }, 0o644),
-            f(p(0, 3), b"untouched", Content::Random { len: 120_000, seed: 4 }, 0o644),
-            f(p(1, 3), b"chmod-me", Content::Random { len: 10_000, seed: 6 }, 0o644),
-            f(p(1, 3), b"rewrite-me", Content::Random { len: 10_000, seed: 7 }, 0o644),
+            f(
+                p(0, 3),
+                b"flip-me",
+                Content::Random {
+                    len: 50_000,
+                    seed: 3,
+                },
+                0o644,
+            ),
+            f(
+                p(0, 3),
+                b"untouched",
+                Content::Random {
+                    len: 120_000,
+                    seed: 4,
+                },
+                0o644,
+            ),
+            f(
+                p(1, 3),
+                b"chmod-me",
+                Content::Random {
+                    len: 10_000,
+                    seed: 6,
+                },
+                0o644,
+            ),
+            f(
+                p(1, 3),
+                b"rewrite-me",
+                Content::Random {
+                    len: 10_000,
+                    seed: 7,
+                },
+                0o644,
+            ),
         ],
         // Files in order: big, empty, text\nname, sparse, copy, flip-me, untouched, chmod-me,
         // rewrite-me (9). Later indices refer to the list as it is at that point.
@@ -432,10 +634,24 @@ fn fixed_case_with_every_modification() {
             (p(5, 9), Change::FlipKeepMtime(p(1, 2))),
             (p(2, 9), Change::Truncate(p(1, 4))),
             (p(7, 9), Change::Chmod(0o600)),
-            (p(8, 9), Change::Rewrite(Content::Random { len: 10_000, seed: 8 })),
+            (
+                p(8, 9),
+                Change::Rewrite(Content::Random {
+                    len: 10_000,
+                    seed: 8,
+                }),
+            ),
             (p(4, 9), Change::Delete),
         ],
-        new_files: vec![f(p(1, 3), b"new", Content::Random { len: 30_000, seed: 5 }, 0o644)],
+        new_files: vec![f(
+            p(1, 3),
+            b"new",
+            Content::Random {
+                len: 30_000,
+                seed: 5,
+            },
+            0o644,
+        )],
     };
     run_case(case);
 }

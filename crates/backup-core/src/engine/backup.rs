@@ -65,7 +65,10 @@ pub struct BackupOptions {
 impl BackupOptions {
     /// Options for `targets` with every default.
     pub fn new(targets: Vec<TargetSpec>) -> Self {
-        BackupOptions { targets, ..Default::default() }
+        BackupOptions {
+            targets,
+            ..Default::default()
+        }
     }
 }
 
@@ -83,7 +86,13 @@ enum Item {
 enum Done {
     EnterDir(Node),
     LeaveDir,
-    File { node: Node, parent: Option<Node>, reused: bool, read: u64, warning: Option<PathError> },
+    File {
+        node: Node,
+        parent: Option<Node>,
+        reused: bool,
+        read: u64,
+        warning: Option<PathError>,
+    },
     Other(Node),
     HardLink(Node, (u64, u64), bool),
     Error(PathError),
@@ -102,7 +111,12 @@ const GROUP_FILES: usize = 64;
 type ParentLevel = Option<Arc<BTreeMap<Vec<u8>, Node>>>;
 
 fn level_of(tree: Tree) -> ParentLevel {
-    Some(Arc::new(tree.nodes.into_iter().map(|n| (n.name.0.clone(), n)).collect()))
+    Some(Arc::new(
+        tree.nodes
+            .into_iter()
+            .map(|n| (n.name.0.clone(), n))
+            .collect(),
+    ))
 }
 
 /// Runs a backup and returns the stored snapshot.
@@ -111,19 +125,38 @@ fn level_of(tree: Tree) -> ParentLevel {
 /// snapshot `partial`; everything else is stored. Errors (nothing is stored as a snapshot):
 /// [`Error::InvalidInput`] for bad options, [`Error::Target`] for a missing source path,
 /// [`Error::Locked`], store errors.
-pub async fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<Snapshot> {
+pub async fn backup(
+    repo: &Arc<Repository>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<Snapshot> {
     let started = Instant::now();
     let time = Utc::now();
     if opts.targets.is_empty() {
-        return Err(Error::InvalidInput("no backup targets given (e.g. files:/srv/data)".into()));
+        return Err(Error::InvalidInput(
+            "no backup targets given (e.g. files:/srv/data)".into(),
+        ));
     }
     if opts.retention_days.is_some_and(|d| d > MAX_RETENTION_DAYS) {
-        return Err(Error::InvalidInput(format!("retention days must be at most {MAX_RETENTION_DAYS} (100 years)")));
+        return Err(Error::InvalidInput(format!(
+            "retention days must be at most {MAX_RETENTION_DAYS} (100 years)"
+        )));
     }
-    tracing::info!("backup of {} started", opts.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "));
-    let paths: Vec<PathBuf> = opts.targets.iter().map(|t| match t {
-        TargetSpec::Files(p) => p.clone(),
-    }).collect();
+    tracing::info!(
+        "backup of {} started",
+        opts.targets
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let paths: Vec<PathBuf> = opts
+        .targets
+        .iter()
+        .map(|t| match t {
+            TargetSpec::Files(p) => p.clone(),
+        })
+        .collect();
     let target = Arc::new(FilesTarget::new(&paths, Excludes::new(&opts.excludes)?)?);
     let guard = lock::acquire(repo.store().clone(), false, "backup").await?;
     // The lock is held until the manifest is written: a prune in between would see this
@@ -153,7 +186,12 @@ pub async fn backup(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn
     result
 }
 
-async fn find_parent(repo: &Repository, opts: &BackupOptions, host: &str, paths: &[String]) -> Result<Option<Snapshot>> {
+async fn find_parent(
+    repo: &Repository,
+    opts: &BackupOptions,
+    host: &str,
+    paths: &[String],
+) -> Result<Option<Snapshot>> {
     if let Some(p) = &opts.parent {
         return repo.find_snapshot(p).await.map(Some);
     }
@@ -198,19 +236,23 @@ async fn run(
         let mut send = |item: Item| {
             match item {
                 // Consecutive small files join the previous read group.
-                Item::Read(mut files) if files.len() == 1 && files[0].0.size <= SMALL_FILE => match batch.last_mut() {
-                    Some(Item::Read(group))
-                        if group.len() < GROUP_FILES && group.iter().all(|(n, _, _)| n.size <= SMALL_FILE) =>
-                    {
-                        group.append(&mut files)
+                Item::Read(mut files) if files.len() == 1 && files[0].0.size <= SMALL_FILE => {
+                    match batch.last_mut() {
+                        Some(Item::Read(group))
+                            if group.len() < GROUP_FILES
+                                && group.iter().all(|(n, _, _)| n.size <= SMALL_FILE) =>
+                        {
+                            group.append(&mut files)
+                        }
+                        _ => batch.push(Item::Read(files)),
                     }
-                    _ => batch.push(Item::Read(files)),
-                },
+                }
                 item => batch.push(item),
             }
             if batch.len() >= BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                tx.blocking_send(full).map_err(|_| Error::InvalidInput("backup aborted".into()))?;
+                tx.blocking_send(full)
+                    .map_err(|_| Error::InvalidInput("backup aborted".into()))?;
             }
             Ok(())
         };
@@ -226,7 +268,10 @@ async fn run(
                     Some(id) => match rt.block_on(walk_repo.load_tree(&id)) {
                         Ok(t) => level_of(t),
                         Err(e) => {
-                            tracing::warn!("parent tree {} unreadable, reading files again: {e}", id.short());
+                            tracing::warn!(
+                                "parent tree {} unreadable, reading files again: {e}",
+                                id.short()
+                            );
                             None
                         }
                     },
@@ -240,7 +285,11 @@ async fn run(
                 send(Item::LeaveDir)
             }
             WalkEvent::Entry(node, source) => {
-                let prev = stack.last().and_then(|l| l.as_ref()).and_then(|m| m.get(&node.name.0)).cloned();
+                let prev = stack
+                    .last()
+                    .and_then(|l| l.as_ref())
+                    .and_then(|m| m.get(&node.name.0))
+                    .cloned();
                 match source {
                     Source::Path(path) if node.kind == NodeKind::File => {
                         if node.links > 1 {
@@ -276,8 +325,11 @@ async fn run(
     let chunker = Arc::new(repo.chunker().clone());
     let key = repo.key();
     let (id_key, digest_key) = (key.id_key, key.digest_key);
-    let concurrency = opts.read_concurrency.unwrap_or_else(|| (2 * super::cores()).max(4));
-    let items = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(futures::stream::iter);
+    let concurrency = opts
+        .read_concurrency
+        .unwrap_or_else(|| (2 * super::cores()).max(4));
+    let items =
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).flat_map(futures::stream::iter);
     let mut done = items
         .map(|item| {
             let handle = handle.clone();
@@ -289,13 +341,30 @@ async fn run(
                         let done = tokio::task::spawn_blocking(move || {
                             files
                                 .into_iter()
-                                .map(|(node, path, parent)| match read_file(&h, &chunker, &id_key, &digest_key, &path, node) {
-                                    Ok((node, read, warning)) => {
-                                        let warning = warning.map(|message| PathError { path: display_path(&path), message });
-                                        Ok(Done::File { node, parent, reused: false, read, warning })
+                                .map(|(node, path, parent)| {
+                                    match read_file(&h, &chunker, &id_key, &digest_key, &path, node)
+                                    {
+                                        Ok((node, read, warning)) => {
+                                            let warning = warning.map(|message| PathError {
+                                                path: display_path(&path),
+                                                message,
+                                            });
+                                            Ok(Done::File {
+                                                node,
+                                                parent,
+                                                reused: false,
+                                                read,
+                                                warning,
+                                            })
+                                        }
+                                        Err(ReadError::Skip(message)) => {
+                                            Ok(Done::Error(PathError {
+                                                path: display_path(&path),
+                                                message,
+                                            }))
+                                        }
+                                        Err(ReadError::Fatal(e)) => Err(e),
                                     }
-                                    Err(ReadError::Skip(message)) => Ok(Done::Error(PathError { path: display_path(&path), message })),
-                                    Err(ReadError::Fatal(e)) => Err(e),
                                 })
                                 .collect::<Vec<_>>()
                         })
@@ -304,7 +373,13 @@ async fn run(
                         Ok(done)
                     }
                     Item::Ready(node, parent, reused) if node.kind == NodeKind::File => {
-                        Ok(vec![Ok(Done::File { node, parent, reused, read: 0, warning: None })])
+                        Ok(vec![Ok(Done::File {
+                            node,
+                            parent,
+                            reused,
+                            read: 0,
+                            warning: None,
+                        })])
                     }
                     Item::Ready(node, _, _) => Ok(vec![Ok(Done::Other(node))]),
                     Item::EnterDir(n) => Ok(vec![Ok(Done::EnterDir(n))]),
@@ -350,12 +425,20 @@ async fn run(
                 summary.dirs += 1;
                 stack.last_mut().expect("root frame").1.push(node);
             }
-            Done::File { node, parent, reused, read, warning } => {
+            Done::File {
+                node,
+                parent,
+                reused,
+                read,
+                warning,
+            } => {
                 errors.extend(warning);
                 summary.bytes_total += node.size;
                 summary.bytes_read += read;
                 match parent {
-                    Some(p) if reused || (p.content == node.content && p.digest == node.digest) => summary.files_unmodified += 1,
+                    Some(p) if reused || (p.content == node.content && p.digest == node.digest) => {
+                        summary.files_unmodified += 1
+                    }
                     Some(_) => summary.files_changed += 1,
                     None => summary.files_new += 1,
                 }
@@ -373,7 +456,11 @@ async fn run(
                     node.size = first.size;
                     node.sparse = first.sparse;
                     summary.bytes_total += node.size;
-                    if had { summary.files_unmodified += 1 } else { summary.files_new += 1 }
+                    if had {
+                        summary.files_unmodified += 1
+                    } else {
+                        summary.files_new += 1
+                    }
                     stack.last_mut().expect("frame").1.push(node);
                 }
                 None => {
@@ -395,7 +482,9 @@ async fn run(
         }
     }
     drop(done);
-    let walk_result = walker.await.map_err(|e| Error::InvalidInput(format!("walker failed: {e}")))?;
+    let walk_result = walker
+        .await
+        .map_err(|e| Error::InvalidInput(format!("walker failed: {e}")))?;
     let root = if failure.is_none() && walk_result.is_ok() {
         let (_, children) = stack.pop().expect("root frame");
         match store_tree(&handle, &id_key, children).await {
@@ -435,7 +524,9 @@ async fn run(
         backup_type,
         description: opts.description.clone(),
         tags: opts.tags.clone(),
-        retention_until: opts.retention_days.map(|d| time + chrono::Duration::days(d as i64)),
+        retention_until: opts
+            .retention_days
+            .map(|d| time + chrono::Duration::days(d as i64)),
         partial,
         errors,
         summary,
@@ -467,33 +558,51 @@ fn read_file(
     path: &std::path::Path,
     mut node: Node,
 ) -> std::result::Result<(Node, u64, Option<String>), ReadError> {
-    let open = |flags: i32| std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path);
+    let open = |flags: i32| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+    };
     // O_NOATIME keeps backups from touching atimes; it needs ownership, so fall back.
     let file: File = match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW).map_err(|e| ReadError::Skip(e.to_string()))?,
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            open(libc::O_NOFOLLOW).map_err(|e| ReadError::Skip(e.to_string()))?
+        }
         Err(e) => return Err(ReadError::Skip(e.to_string())),
     };
-    let before = file.metadata().map_err(|e| ReadError::Skip(e.to_string()))?;
+    let before = file
+        .metadata()
+        .map_err(|e| ReadError::Skip(e.to_string()))?;
     if !before.is_file() {
-        return Err(ReadError::Skip("was replaced by a non-regular file during the backup".into()));
+        return Err(ReadError::Skip(
+            "was replaced by a non-regular file during the backup".into(),
+        ));
     }
     let mut digest = blake3::Hasher::new_keyed(digest_key);
     let mut content = Vec::with_capacity((before.len() / (1 << 20) + 1) as usize);
     let mut read = 0u64;
     for chunk in chunker.stream(&file, before.len()) {
-        let chunk = chunk.map_err(|e| ReadError::Skip(format!("read failed after {read} bytes: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ReadError::Skip(format!("read failed after {read} bytes: {e}")))?;
         read += chunk.len() as u64;
         digest.update(&chunk);
         let id = Id::keyed(id_key, &chunk);
         if handle.claim(&id) {
-            handle.add_blocking(BlobType::Data, id, chunk).map_err(ReadError::Fatal)?;
+            handle
+                .add_blocking(BlobType::Data, id, chunk)
+                .map_err(ReadError::Fatal)?;
         }
         content.push(id);
     }
-    let after = file.metadata().map_err(|e| ReadError::Skip(e.to_string()))?;
-    let warning = (after.len() != read || after.mtime() != before.mtime() || after.mtime_nsec() != before.mtime_nsec())
-        .then(|| "changed while it was read; the snapshot holds the bytes read".to_string());
+    let after = file
+        .metadata()
+        .map_err(|e| ReadError::Skip(e.to_string()))?;
+    let warning = (after.len() != read
+        || after.mtime() != before.mtime()
+        || after.mtime_nsec() != before.mtime_nsec())
+    .then(|| "changed while it was read; the snapshot holds the bytes read".to_string());
     node.size = read;
     node.mtime = before.mtime();
     node.mtime_nsec = before.mtime_nsec() as u32;

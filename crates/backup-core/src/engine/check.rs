@@ -103,23 +103,29 @@ pub async fn walk_trees(
 }
 
 /// Checks the repository. Returns a report; `report.ok` is false when errors were found.
-pub async fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
-    let guard = repo.lock(false, "check").await?;
-    let r = run_check(repo, opts, progress).await;
-    if let Some(g) = guard {
-        let _ = g.release().await;
-    }
-    r
+pub async fn check(
+    repo: &Arc<Repository>,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    repo.locked(false, "check", run_check(repo, opts, progress))
+        .await
 }
 
-async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
+async fn run_check(
+    repo: &Arc<Repository>,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     progress.phase("index");
     let mut index = Index::default();
     for o in repo.store().list("index").await? {
         match repo.read_index_file(&o.path).await {
             Ok(f) => index.merge(&f),
-            Err(e) => report.errors.push(problem("index", None, format!("{}: {e}", o.path))),
+            Err(e) => report
+                .errors
+                .push(problem("index", None, format!("{}: {e}", o.path))),
         }
     }
     report.blobs = index.len();
@@ -135,9 +141,21 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
     // Blobs whose data is known bad, with the pack and what is wrong.
     let mut damaged: IdMap<usize> = IdMap::default();
     let mut pack_problems: Vec<Problem> = Vec::new();
-    let mark = |pack: Id, msg: String, blobs: &mut dyn Iterator<Item = Id>, damaged: &mut IdMap<usize>, probs: &mut Vec<Problem>| {
+    let mark = |pack: Id,
+                msg: String,
+                blobs: &mut dyn Iterator<Item = Id>,
+                damaged: &mut IdMap<usize>,
+                probs: &mut Vec<Problem>| {
         let i = probs.len();
-        probs.push(problem(if msg.starts_with("missing") { "missing-pack" } else { "damaged-pack" }, Some(pack), msg));
+        probs.push(problem(
+            if msg.starts_with("missing") {
+                "missing-pack"
+            } else {
+                "damaged-pack"
+            },
+            Some(pack),
+            msg,
+        ));
         for b in blobs {
             damaged.insert(b, i);
         }
@@ -147,10 +165,23 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
     for pack in packs_sorted {
         let need = extent[pack];
         match stored.get(pack) {
-            None => mark(*pack, "missing: the index names this pack but the store does not have it".into(),
-                &mut index.iter().filter(|(p, _)| p == pack).map(|(_, b)| b.id), &mut damaged, &mut pack_problems),
-            Some(&size) if size < need + 4 => mark(*pack, format!("truncated: {size} bytes, the index needs at least {}", need + 4),
-                &mut index.iter().filter(|(p, _)| p == pack).map(|(_, b)| b.id), &mut damaged, &mut pack_problems),
+            None => mark(
+                *pack,
+                "missing: the index names this pack but the store does not have it".into(),
+                &mut index.iter().filter(|(p, _)| p == pack).map(|(_, b)| b.id),
+                &mut damaged,
+                &mut pack_problems,
+            ),
+            Some(&size) if size < need + 4 => mark(
+                *pack,
+                format!(
+                    "truncated: {size} bytes, the index needs at least {}",
+                    need + 4
+                ),
+                &mut index.iter().filter(|(p, _)| p == pack).map(|(_, b)| b.id),
+                &mut damaged,
+                &mut pack_problems,
+            ),
             Some(_) => {}
         }
     }
@@ -163,7 +194,11 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
     }
 
     // Read data.
-    let mut to_read: Vec<Id> = stored.keys().filter(|p| index.has_pack(p)).copied().collect();
+    let mut to_read: Vec<Id> = stored
+        .keys()
+        .filter(|p| index.has_pack(p))
+        .copied()
+        .collect();
     to_read.sort();
     if let Some(pct) = opts.read_data_subset.filter(|_| !opts.read_data) {
         let n = ((to_read.len() as f64) * pct.clamp(0.0, 100.0) / 100.0).ceil() as usize;
@@ -183,7 +218,10 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
     }
     if !to_read.is_empty() {
         progress.phase("reading packs");
-        progress.set_total(to_read.iter().map(|p| stored[p]).sum(), to_read.len() as u64);
+        progress.set_total(
+            to_read.iter().map(|p| stored[p]).sum(),
+            to_read.len() as u64,
+        );
         let mut per_pack: IdMap<Vec<PackedBlob>> = IdMap::default();
         for (pack, b) in index.iter() {
             per_pack.entry(pack).or_default().push(*b);
@@ -199,7 +237,12 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
                 };
                 let len = data.len() as u64;
                 tokio::task::spawn_blocking(move || {
-                    let (msg, bad) = read_pack(&repo, &pack, &data, per_pack.get(&pack).map(|v| v.as_slice()).unwrap_or(&[]));
+                    let (msg, bad) = read_pack(
+                        &repo,
+                        &pack,
+                        &data,
+                        per_pack.get(&pack).map(|v| v.as_slice()).unwrap_or(&[]),
+                    );
                     (pack, msg, bad, len)
                 })
                 .await
@@ -220,7 +263,13 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
                     let mut all = per_pack.get(&pack).into_iter().flatten().map(|b| b.id);
                     mark(pack, msg, &mut all, &mut damaged, &mut pack_problems);
                 } else {
-                    mark(pack, msg, &mut bad.into_iter(), &mut damaged, &mut pack_problems);
+                    mark(
+                        pack,
+                        msg,
+                        &mut bad.into_iter(),
+                        &mut damaged,
+                        &mut pack_problems,
+                    );
                 }
             }
         }
@@ -232,7 +281,15 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
     let (ok, bad) = repo.snapshots_and_failures().await?;
     snaps.extend(ok);
     for (id, e) in bad {
-        let mut p = problem("snapshot", None, format!("snapshot {}: {e} (remove it with `forget {}`)", id.short(), id.short()));
+        let mut p = problem(
+            "snapshot",
+            None,
+            format!(
+                "snapshot {}: {e} (remove it with `forget {}`)",
+                id.short(),
+                id.short()
+            ),
+        );
         p.snapshots.push(id.short());
         report.errors.push(p);
     }
@@ -248,12 +305,17 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
             if let Some(&i) = damaged.get(blob) {
                 affected_snaps[i].insert(short.clone());
                 // Count each distinct path once across snapshots (keyed by a hash of it).
-                let key = crate::Id::of_bytes(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()));
+                let key =
+                    crate::Id::of_bytes(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()));
                 if affected_total[i].insert(key) && affected_paths[i].len() < 100 {
                     affected_paths[i].insert(crate::repository::tree::display_path(path));
                 }
             } else if !index.contains(blob) {
-                let mut p = problem("missing-blob", None, format!("blob {} is not in the index", blob.short()));
+                let mut p = problem(
+                    "missing-blob",
+                    None,
+                    format!("blob {} is not in the index", blob.short()),
+                );
                 p.snapshots.push(short.clone());
                 p.paths.push(crate::repository::tree::display_path(path));
                 p.paths_total = 1;
@@ -283,7 +345,15 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
             if damaged.contains_key(&id) || !index.contains(&id) {
                 continue; // already reported through its pack or as missing
             }
-            let mut p = problem("tree", None, format!("tree {} at {}: {e}", id.short(), crate::repository::tree::display_path(&path)));
+            let mut p = problem(
+                "tree",
+                None,
+                format!(
+                    "tree {} at {}: {e}",
+                    id.short(),
+                    crate::repository::tree::display_path(&path)
+                ),
+            );
             p.snapshots.push(short.clone());
             local.push(p);
         }
@@ -300,12 +370,24 @@ async fn run_check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn P
 }
 
 fn problem(kind: &str, pack: Option<Id>, message: String) -> Problem {
-    Problem { kind: kind.into(), pack: pack.map(|p| p.to_hex()), message, snapshots: Vec::new(), paths: Vec::new(), paths_total: 0 }
+    Problem {
+        kind: kind.into(),
+        pack: pack.map(|p| p.to_hex()),
+        message,
+        snapshots: Vec::new(),
+        paths: Vec::new(),
+        paths_total: 0,
+    }
 }
 
 /// Verifies one pack's bytes. Returns a description of the damage (if any) and the ids of
 /// blobs that failed to open.
-fn read_pack(repo: &Repository, pack: &Id, data: &[u8], indexed: &[PackedBlob]) -> (Option<String>, Vec<Id>) {
+fn read_pack(
+    repo: &Repository,
+    pack: &Id,
+    data: &[u8],
+    indexed: &[PackedBlob],
+) -> (Option<String>, Vec<Id>) {
     let path = pack_path(pack);
     let key = repo.key();
     let mut problems: Vec<String> = Vec::new();
@@ -316,7 +398,10 @@ fn read_pack(repo: &Repository, pack: &Id, data: &[u8], indexed: &[PackedBlob]) 
         Ok(h) => {
             for b in indexed {
                 if !h.contains(b) {
-                    problems.push(format!("blob {} is in the index but not in the pack header", b.id.short()));
+                    problems.push(format!(
+                        "blob {} is in the index but not in the pack header",
+                        b.id.short()
+                    ));
                 }
             }
         }
@@ -325,7 +410,10 @@ fn read_pack(repo: &Repository, pack: &Id, data: &[u8], indexed: &[PackedBlob]) 
     let mut bad = Vec::new();
     for b in indexed {
         let range = b.offset as usize..b.offset as usize + b.len as usize;
-        let ok = data.get(range).map(|env| open_blob(&key.data, &key.id_key, &path, b, env).is_ok()).unwrap_or(false);
+        let ok = data
+            .get(range)
+            .map(|env| open_blob(&key.data, &key.id_key, &path, b, env).is_ok())
+            .unwrap_or(false);
         if !ok {
             bad.push(b.id);
         }
@@ -352,9 +440,25 @@ pub struct VerifyReport {
 }
 
 /// Reads back every file of `snap` and compares it with its whole-file digest.
-pub async fn verify(repo: &Arc<Repository>, snap: &Snapshot, progress: &dyn Progress) -> Result<VerifyReport> {
-    let guard = repo.lock(false, "verify").await?;
-    let mut report = VerifyReport { snapshot: snap.id.to_hex(), ..Default::default() };
+/// Reads back every file of `snap` and compares it with its whole-file digest.
+pub async fn verify(
+    repo: &Arc<Repository>,
+    snap: &Snapshot,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
+    repo.locked(false, "verify", run_verify(repo, snap, progress))
+        .await
+}
+
+async fn run_verify(
+    repo: &Arc<Repository>,
+    snap: &Snapshot,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport {
+        snapshot: snap.id.to_hex(),
+        ..Default::default()
+    };
     let mut files: Vec<(PathBuf, Node)> = Vec::new();
     let mut seen = IdSet::default();
     let mut errors = Vec::new();
@@ -367,7 +471,12 @@ pub async fn verify(repo: &Arc<Repository>, snap: &Snapshot, progress: &dyn Prog
                 files.push((p.clone(), n.clone()));
             }
         },
-        |p, id, e| errors.push(crate::repository::snapshot::PathError { path: crate::repository::tree::display_path(p), message: format!("tree {}: {e}", id.short()) }),
+        |p, id, e| {
+            errors.push(crate::repository::snapshot::PathError {
+                path: crate::repository::tree::display_path(p),
+                message: format!("tree {}: {e}", id.short()),
+            })
+        },
     )
     .await;
     progress.set_total(files.iter().map(|(_, n)| n.size).sum(), files.len() as u64);
@@ -388,7 +497,8 @@ pub async fn verify(repo: &Arc<Repository>, snap: &Snapshot, progress: &dyn Prog
     }))
     .buffer_unordered(2 * super::cores());
     while let Some(r) = results.next().await {
-        let (path, outcome) = r.map_err(|e| Error::InvalidInput(format!("verify task failed: {e}")))?;
+        let (path, outcome) =
+            r.map_err(|e| Error::InvalidInput(format!("verify task failed: {e}")))?;
         match outcome {
             Ok(n) => {
                 report.files += 1;
@@ -396,13 +506,13 @@ pub async fn verify(repo: &Arc<Repository>, snap: &Snapshot, progress: &dyn Prog
                 progress.add_bytes(n);
                 progress.add_item();
             }
-            Err(m) => errors.push(crate::repository::snapshot::PathError { path: crate::repository::tree::display_path(&path), message: m }),
+            Err(m) => errors.push(crate::repository::snapshot::PathError {
+                path: crate::repository::tree::display_path(&path),
+                message: m,
+            }),
         }
     }
     drop(results);
-    if let Some(g) = guard {
-        let _ = g.release().await;
-    }
     errors.sort_by(|a, b| a.path.cmp(&b.path));
     report.errors = errors;
     report.ok = report.errors.is_empty();

@@ -100,11 +100,18 @@ pub struct Decision {
 }
 
 /// Applies `policy` to `snaps` at time `now`. Pure: nothing is deleted.
-pub fn apply_policy(snaps: &[Snapshot], policy: &RetentionPolicy, now: DateTime<Utc>) -> Vec<Decision> {
+pub fn apply_policy(
+    snaps: &[Snapshot],
+    policy: &RetentionPolicy,
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
     let tz = policy.timezone.unwrap_or(chrono_tz::UTC);
     let mut groups: BTreeMap<(String, String, Vec<String>), Vec<&Snapshot>> = BTreeMap::new();
     for s in snaps {
-        groups.entry((s.hostname.clone(), s.target_kind.clone(), s.paths.clone())).or_default().push(s);
+        groups
+            .entry((s.hostname.clone(), s.target_kind.clone(), s.paths.clone()))
+            .or_default()
+            .push(s);
     }
     let mut out = Vec::new();
     for (_, mut group) in groups {
@@ -118,13 +125,17 @@ pub fn apply_policy(snaps: &[Snapshot], policy: &RetentionPolicy, now: DateTime<
         }
         type Bucket = fn(&DateTime<chrono_tz::Tz>) -> String;
         let rules: [(&str, Option<u32>, Bucket); 5] = [
-            ("hourly", policy.keep_hourly, |t| format!("{} {:02} {}", t.date_naive(), t.hour(), t.offset())),
+            ("hourly", policy.keep_hourly, |t| {
+                format!("{} {:02} {}", t.date_naive(), t.hour(), t.offset())
+            }),
             ("daily", policy.keep_daily, |t| t.date_naive().to_string()),
             ("weekly", policy.keep_weekly, |t| {
                 let w = t.iso_week();
                 format!("{}-W{:02}", w.year(), w.week())
             }),
-            ("monthly", policy.keep_monthly, |t| format!("{}-{:02}", t.year(), t.month())),
+            ("monthly", policy.keep_monthly, |t| {
+                format!("{}-{:02}", t.year(), t.month())
+            }),
             ("yearly", policy.keep_yearly, |t| t.year().to_string()),
         ];
         for (name, count, bucket) in rules {
@@ -156,19 +167,27 @@ pub fn apply_policy(snaps: &[Snapshot], policy: &RetentionPolicy, now: DateTime<
                 None if policy.is_empty() => r.push("no rule".into()),
                 _ => {}
             }
-            out.push(Decision { id: s.id.to_hex(), time: s.time, keep: !r.is_empty(), reasons: r });
+            out.push(Decision {
+                id: s.id.to_hex(),
+                time: s.time,
+                keep: !r.is_empty(),
+                reasons: r,
+            });
         }
     }
-    out.sort_by(|a, b| a.time.cmp(&b.time));
+    out.sort_by_key(|a| a.time);
     out
 }
 
 /// Applies `policy` to every snapshot and deletes the manifests not kept (unless `dry_run`).
 /// Data is reclaimed by [`super::prune::prune`]. Holds a shared lock (so it never runs during
 /// a prune).
-pub async fn forget(repo: &Repository, policy: &RetentionPolicy, dry_run: bool) -> Result<Vec<Decision>> {
-    let guard = repo.lock(false, "forget").await?;
-    let result = async {
+pub async fn forget(
+    repo: &Repository,
+    policy: &RetentionPolicy,
+    dry_run: bool,
+) -> Result<Vec<Decision>> {
+    repo.locked(false, "forget", async {
         let snaps = repo.snapshots().await?;
         let decisions = apply_policy(&snaps, policy, Utc::now());
         if !dry_run {
@@ -177,28 +196,36 @@ pub async fn forget(repo: &Repository, policy: &RetentionPolicy, dry_run: bool) 
             }
         }
         Ok(decisions)
-    }
-    .await;
-    if let Some(g) = guard {
-        let _ = g.release().await;
-    }
-    result
+    })
+    .await
 }
 
 /// Deletes the snapshots named by `specs` (ids or unique prefixes), including damaged
 /// manifests that no longer decrypt. Returns the full ids removed.
 pub async fn forget_ids(repo: &Repository, specs: &[String], dry_run: bool) -> Result<Vec<String>> {
-    let guard = repo.lock(false, "forget").await?;
-    let result = async {
+    repo.locked(false, "forget", async {
         let all = repo.snapshot_ids().await?;
         let mut out = Vec::new();
         for spec in specs {
             let s = spec.to_ascii_lowercase();
-            let m: Vec<&crate::Id> = all.iter().filter(|i| s.len() >= 4 && i.to_hex().starts_with(&s)).collect();
+            let m: Vec<&crate::Id> = all
+                .iter()
+                .filter(|i| s.len() >= 4 && i.to_hex().starts_with(&s))
+                .collect();
             match m.as_slice() {
                 [one] => out.push(**one),
-                [] => return Err(Error::SnapshotNotFound { id: spec.clone(), reason: "no snapshot has this id".into() }),
-                _ => return Err(Error::SnapshotNotFound { id: spec.clone(), reason: "ambiguous prefix; give more digits".into() }),
+                [] => {
+                    return Err(Error::SnapshotNotFound {
+                        id: spec.clone(),
+                        reason: "no snapshot has this id".into(),
+                    })
+                }
+                _ => {
+                    return Err(Error::SnapshotNotFound {
+                        id: spec.clone(),
+                        reason: "ambiguous prefix; give more digits".into(),
+                    })
+                }
             }
         }
         if !dry_run {
@@ -207,12 +234,8 @@ pub async fn forget_ids(repo: &Repository, specs: &[String], dry_run: bool) -> R
             }
         }
         Ok(out.iter().map(|i| i.to_hex()).collect())
-    }
-    .await;
-    if let Some(g) = guard {
-        let _ = g.release().await;
-    }
-    result
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -249,17 +272,35 @@ mod tests {
     fn daily_buckets_follow_the_zone_across_dst() {
         // Europe/Berlin: DST ends 2026-10-25 03:00 local. Snapshots every 6 hours over 3 days.
         let start = Utc.with_ymd_and_hms(2026, 10, 24, 0, 0, 0).unwrap();
-        let snaps: Vec<Snapshot> = (0..12).map(|i| snap(i, start + Duration::hours(6 * i as i64))).collect();
-        let p = RetentionPolicy { keep_daily: Some(10), timezone: Some(chrono_tz::Europe::Berlin), ..Default::default() };
-        let kept: Vec<DateTime<Utc>> = apply_policy(&snaps, &p, start).into_iter().filter(|d| d.keep).map(|d| d.time).collect();
+        let snaps: Vec<Snapshot> = (0..12)
+            .map(|i| snap(i, start + Duration::hours(6 * i as i64)))
+            .collect();
+        let p = RetentionPolicy {
+            keep_daily: Some(10),
+            timezone: Some(chrono_tz::Europe::Berlin),
+            ..Default::default()
+        };
+        let kept: Vec<DateTime<Utc>> = apply_policy(&snaps, &p, start)
+            .into_iter()
+            .filter(|d| d.keep)
+            .map(|d| d.time)
+            .collect();
         // Local days 24, 25, 26 and 27 (the last snapshot, 2026-10-26 18:00 UTC, is 19:00 local on the 26th).
         let days: Vec<String> = kept
             .iter()
-            .map(|t| chrono_tz::Europe::Berlin.from_utc_datetime(&t.naive_utc()).date_naive().to_string())
+            .map(|t| {
+                chrono_tz::Europe::Berlin
+                    .from_utc_datetime(&t.naive_utc())
+                    .date_naive()
+                    .to_string()
+            })
             .collect();
         assert_eq!(days, vec!["2026-10-24", "2026-10-25", "2026-10-26"]);
         // The newest of each local day is kept: 2026-10-24 18:00 UTC is 20:00 local (CEST).
-        assert_eq!(kept[0], Utc.with_ymd_and_hms(2026, 10, 24, 18, 0, 0).unwrap());
+        assert_eq!(
+            kept[0],
+            Utc.with_ymd_and_hms(2026, 10, 24, 18, 0, 0).unwrap()
+        );
     }
 
     #[test]
@@ -267,21 +308,33 @@ mod tests {
         // 2026-10-25 00:30 and 01:30 UTC are both 02:30 local in Berlin (CEST then CET).
         let a = snap(1, Utc.with_ymd_and_hms(2026, 10, 25, 0, 30, 0).unwrap());
         let b = snap(2, Utc.with_ymd_and_hms(2026, 10, 25, 1, 30, 0).unwrap());
-        let p = RetentionPolicy { keep_hourly: Some(5), timezone: Some(chrono_tz::Europe::Berlin), ..Default::default() };
+        let p = RetentionPolicy {
+            keep_hourly: Some(5),
+            timezone: Some(chrono_tz::Europe::Berlin),
+            ..Default::default()
+        };
         assert!(apply_policy(&[a, b], &p, Utc::now()).iter().all(|d| d.keep));
     }
 
     #[test]
     fn last_and_retention_until() {
         let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
-        let mut s: Vec<Snapshot> = (0..5).map(|i| snap(i, now - Duration::days(10 - i as i64))).collect();
+        let mut s: Vec<Snapshot> = (0..5)
+            .map(|i| snap(i, now - Duration::days(10 - i as i64)))
+            .collect();
         s[0].retention_until = Some(now + Duration::days(1));
-        let p = RetentionPolicy { keep_last: Some(2), ..Default::default() };
+        let p = RetentionPolicy {
+            keep_last: Some(2),
+            ..Default::default()
+        };
         let keep: Vec<bool> = apply_policy(&s, &p, now).iter().map(|d| d.keep).collect();
         assert_eq!(keep, vec![true, false, false, true, true]);
         // No rule: only expired retention is forgotten.
         s[1].retention_until = Some(now - Duration::days(1));
-        let keep: Vec<bool> = apply_policy(&s, &RetentionPolicy::default(), now).iter().map(|d| d.keep).collect();
+        let keep: Vec<bool> = apply_policy(&s, &RetentionPolicy::default(), now)
+            .iter()
+            .map(|d| d.keep)
+            .collect();
         assert_eq!(keep, vec![true, false, true, true, true]);
     }
 

@@ -13,5 +13,7 @@ pub mod status;
 
 /// Number of CPU cores available to this process (at least 1).
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }

@@ -34,7 +34,10 @@ pub struct PruneOptions {
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { dry_run: false, max_unused_percent: 10.0 }
+        PruneOptions {
+            dry_run: false,
+            max_unused_percent: 10.0,
+        }
     }
 }
 
@@ -62,20 +65,33 @@ pub struct PruneReport {
 }
 
 /// Runs prune. Errors: [`Error::Locked`] while any other process uses the repository.
-pub async fn prune(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
-    let guard = repo.lock(true, "prune").await?;
-    let r = run(repo, opts, progress).await;
-    if let Some(g) = guard {
-        let _ = g.release().await;
-    }
+pub async fn prune(
+    repo: &Arc<Repository>,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneReport> {
+    let r = repo.locked(true, "prune", run(repo, opts, progress)).await;
     repo.invalidate_index().await;
     r
 }
 
-async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
-    let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
+async fn run(
+    repo: &Arc<Repository>,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneReport> {
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
     progress.phase("loading index");
-    let index_paths: Vec<String> = repo.store().list("index").await?.into_iter().map(|o| o.path).collect();
+    let index_paths: Vec<String> = repo
+        .store()
+        .list("index")
+        .await?
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
     let mut files = Vec::new();
     for p in &index_paths {
         files.push(repo.read_index_file(p).await?);
@@ -102,7 +118,12 @@ async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
             },
             |p, id, e| {
                 failure.get_or_insert(Error::corrupt(
-                    format!("tree {} at {} in snapshot {}", id.short(), p.display(), s.id.short()),
+                    format!(
+                        "tree {} at {} in snapshot {}",
+                        id.short(),
+                        p.display(),
+                        s.id.short()
+                    ),
                     format!("{e}; prune stopped without deleting anything (run check)"),
                 ));
             },
@@ -114,7 +135,10 @@ async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
     }
     for id in &used {
         if !index.contains(id) {
-            return Err(Error::corrupt(format!("blob {}", id.short()), "used by a snapshot but not indexed; prune stopped (run check)"));
+            return Err(Error::corrupt(
+                format!("blob {}", id.short()),
+                "used by a snapshot but not indexed; prune stopped (run check)",
+            ));
         }
     }
     report.blobs_used = used.len();
@@ -125,7 +149,10 @@ async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
         for (pack, blobs) in &f.packs {
             for b in blobs {
                 let chosen = index.get(&b.id).map(|(p, _)| p == *pack).unwrap_or(false);
-                packs.entry(*pack).or_default().push((*b, chosen && used.contains(&b.id)));
+                packs
+                    .entry(*pack)
+                    .or_default()
+                    .push((*b, chosen && used.contains(&b.id)));
             }
         }
     }
@@ -137,25 +164,50 @@ async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
             continue; // missing pack: nothing to delete; its index entries are dropped below
         }
         let total: u64 = blobs.iter().map(|(b, _)| b.len as u64).sum();
-        let used_bytes: u64 = blobs.iter().filter(|(_, u)| *u).map(|(b, _)| b.len as u64).sum();
+        let used_bytes: u64 = blobs
+            .iter()
+            .filter(|(_, u)| *u)
+            .map(|(b, _)| b.len as u64)
+            .sum();
         if used_bytes == 0 {
             delete.push(*pack);
         } else if (total - used_bytes) as f64 > total as f64 * opts.max_unused_percent / 100.0 {
-            repack.push((*pack, blobs.iter().filter(|(_, u)| *u).map(|(b, _)| *b).collect()));
+            repack.push((
+                *pack,
+                blobs.iter().filter(|(_, u)| *u).map(|(b, _)| *b).collect(),
+            ));
         } else {
             keep.push(*pack);
         }
     }
-    let unreferenced: Vec<Id> = stored.keys().filter(|p| !packs.contains_key(*p)).copied().collect();
+    let unreferenced: Vec<Id> = stored
+        .keys()
+        .filter(|p| !packs.contains_key(*p))
+        .copied()
+        .collect();
     report.packs_deleted = delete.len();
     report.packs_repacked = repack.len();
     report.unreferenced_packs_deleted = unreferenced.len();
-    report.bytes_deleted = delete.iter().chain(unreferenced.iter()).chain(repack.iter().map(|(p, _)| p)).map(|p| stored[p]).sum();
-    let kept_blobs: IdSet = keep.iter().flat_map(|p| packs[p].iter().map(|(b, _)| b.id)).collect();
-    report.blobs_removed = index.len().saturating_sub(kept_blobs.len() + repack.iter().map(|(_, b)| b.len()).sum::<usize>());
+    report.bytes_deleted = delete
+        .iter()
+        .chain(unreferenced.iter())
+        .chain(repack.iter().map(|(p, _)| p))
+        .map(|p| stored[p])
+        .sum();
+    let kept_blobs: IdSet = keep
+        .iter()
+        .flat_map(|p| packs[p].iter().map(|(b, _)| b.id))
+        .collect();
+    report.blobs_removed = index
+        .len()
+        .saturating_sub(kept_blobs.len() + repack.iter().map(|(_, b)| b.len()).sum::<usize>());
     if opts.dry_run {
         // Estimate: repacking rewrites the used bytes of the repacked packs.
-        let rewrite: u64 = repack.iter().flat_map(|(_, b)| b.iter()).map(|b| b.len as u64).sum();
+        let rewrite: u64 = repack
+            .iter()
+            .flat_map(|(_, b)| b.iter())
+            .map(|b| b.len as u64)
+            .sum();
         report.bytes_repacked = rewrite;
         report.bytes_freed = report.bytes_deleted.saturating_sub(rewrite);
         return Ok(report);
@@ -184,7 +236,8 @@ async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
     progress.phase("writing index");
     let mut file = IndexFile::default();
     for p in &keep {
-        file.packs.push((*p, packs[p].iter().map(|(b, _)| *b).collect()));
+        file.packs
+            .push((*p, packs[p].iter().map(|(b, _)| *b).collect()));
         if file.blob_count() >= 50_000 {
             repo.write_index_file(&std::mem::take(&mut file)).await?;
         }
@@ -199,7 +252,11 @@ async fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
         repo.store().delete(p).await?;
     }
     progress.phase("deleting packs");
-    for p in delete.iter().chain(unreferenced.iter()).chain(repack.iter().map(|(p, _)| p)) {
+    for p in delete
+        .iter()
+        .chain(unreferenced.iter())
+        .chain(repack.iter().map(|(p, _)| p))
+    {
         repo.store().delete(&pack_path(p)).await?;
     }
     Ok(report)

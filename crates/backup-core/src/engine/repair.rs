@@ -30,21 +30,29 @@ pub struct RepairReport {
 }
 
 /// Rebuilds the index from pack headers.
-pub async fn rebuild_index(repo: &Arc<Repository>, progress: &dyn Progress) -> Result<RepairReport> {
-    let guard = repo.lock(true, "repair-index").await?;
-    let r = run(repo, progress).await;
-    if let Some(g) = guard {
-        let _ = g.release().await;
-    }
+pub async fn rebuild_index(
+    repo: &Arc<Repository>,
+    progress: &dyn Progress,
+) -> Result<RepairReport> {
+    let r = repo.locked(true, "repair-index", run(repo, progress)).await;
     repo.invalidate_index().await;
     r
 }
 
 async fn run(repo: &Arc<Repository>, progress: &dyn Progress) -> Result<RepairReport> {
-    let old: Vec<String> = repo.store().list("index").await?.into_iter().map(|o| o.path).collect();
+    let old: Vec<String> = repo
+        .store()
+        .list("index")
+        .await?
+        .into_iter()
+        .map(|o| o.path)
+        .collect();
     let packs = repo.list_packs().await?;
     progress.set_total(0, packs.len() as u64);
-    let mut report = RepairReport { old_index_files: old.len(), ..Default::default() };
+    let mut report = RepairReport {
+        old_index_files: old.len(),
+        ..Default::default()
+    };
     let mut headers = futures::stream::iter(packs.into_iter().map(|(id, size)| {
         let repo = repo.clone();
         async move {
@@ -55,7 +63,9 @@ async fn run(repo: &Arc<Repository>, progress: &dyn Progress) -> Result<RepairRe
                 }
                 let tail = repo.store().get_range(&path, size - 4..size).await?;
                 let hlen = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
-                let start = size.checked_sub(4 + hlen).ok_or_else(|| Error::corrupt(&path, "header longer than the pack"))?;
+                let start = size
+                    .checked_sub(4 + hlen)
+                    .ok_or_else(|| Error::corrupt(&path, "header longer than the pack"))?;
                 let tail = repo.store().get_range(&path, start..size).await?;
                 read_header_tail(&repo.key().data, &path, &tail, size)
             }

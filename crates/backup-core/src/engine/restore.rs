@@ -95,7 +95,10 @@ impl RestoreSummary {
             None => Ok(self),
             Some(e) => Err(Error::Many {
                 count: self.errors.len(),
-                first: Box::new(Error::Destination { path: e.path.clone().into(), reason: e.message.clone() }),
+                first: Box::new(Error::Destination {
+                    path: e.path.clone().into(),
+                    reason: e.message.clone(),
+                }),
             }),
         }
     }
@@ -116,15 +119,16 @@ struct FileJob {
 /// Restores `snap` according to `opts`. Per-path failures are collected in the summary (check
 /// [`RestoreSummary::into_result`]); errors that stop everything (destination unusable, lock,
 /// unreadable trees) are returned.
-pub async fn restore(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreSummary> {
+pub async fn restore(
+    repo: &Arc<Repository>,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
     let dest = crate::target::files::absolute(&opts.destination)?;
     prepare_destination(&dest, opts.overwrite)?;
-    let guard = repo.lock(false, "restore").await?;
-    let r = run(repo, snap, opts, &dest, progress).await;
-    if let Some(g) = guard {
-        let _ = g.release().await;
-    }
-    r
+    repo.locked(false, "restore", run(repo, snap, opts, &dest, progress))
+        .await
 }
 
 fn prepare_destination(dest: &Path, overwrite: bool) -> Result<()> {
@@ -139,7 +143,10 @@ fn prepare_destination(dest: &Path, overwrite: bool) -> Result<()> {
             }
             Ok(())
         }
-        Ok(_) => Err(Error::Destination { path: dest.into(), reason: "exists and is not a directory".into() }),
+        Ok(_) => Err(Error::Destination {
+            path: dest.into(),
+            reason: "exists and is not a directory".into(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))
         }
@@ -154,18 +161,28 @@ fn include_components(p: &Path) -> Result<Vec<Vec<u8>>> {
         match c {
             std::path::Component::Normal(n) => out.push(n.as_bytes().to_vec()),
             std::path::Component::RootDir | std::path::Component::CurDir => {}
-            _ => return Err(Error::InvalidInput(format!("include path {} must not contain `..`", display_path(p)))),
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "include path {} must not contain `..`",
+                    display_path(p)
+                )))
+            }
         }
     }
     Ok(out)
 }
 
 /// Collects entries to restore in depth-first order (parents before children).
-async fn plan(repo: &Repository, root: &Id, includes: &[Vec<Vec<u8>>]) -> Result<(Vec<Entry>, Vec<bool>)> {
+async fn plan(
+    repo: &Repository,
+    root: &Id,
+    includes: &[Vec<Vec<u8>>],
+) -> Result<(Vec<Entry>, Vec<bool>)> {
     let mut out = Vec::new();
     let mut matched = vec![false; includes.len()];
     // (tree id, relative path, depth, whether everything below is selected)
-    let mut todo: Vec<(Id, PathBuf, usize, bool)> = vec![(*root, PathBuf::new(), 0, includes.is_empty())];
+    let mut todo: Vec<(Id, PathBuf, usize, bool)> =
+        vec![(*root, PathBuf::new(), 0, includes.is_empty())];
     while let Some((tree_id, rel, depth, all)) = todo.pop() {
         let tree = repo.load_tree(&tree_id).await?;
         let mut subdirs = Vec::new();
@@ -203,18 +220,41 @@ async fn plan(repo: &Repository, root: &Id, includes: &[Vec<Vec<u8>>]) -> Result
         todo.extend(subdirs.into_iter().rev());
     }
     // `out` is in visit order; stable-sort by path so every parent precedes its children.
-    out.sort_by(|a, b| a.rel.as_os_str().as_bytes().cmp(b.rel.as_os_str().as_bytes()));
+    out.sort_by(|a, b| {
+        a.rel
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.rel.as_os_str().as_bytes())
+    });
     Ok((out, matched))
 }
 
-async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, dest: &Path, progress: &dyn Progress) -> Result<RestoreSummary> {
-    let includes: Vec<Vec<Vec<u8>>> = opts.include.iter().map(|p| include_components(p)).collect::<Result<_>>()?;
+async fn run(
+    repo: &Arc<Repository>,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    let includes: Vec<Vec<Vec<u8>>> = opts
+        .include
+        .iter()
+        .map(|p| include_components(p))
+        .collect::<Result<_>>()?;
     progress.phase("planning");
     let (entries, matched) = plan(repo, &snap.tree, &includes).await?;
     if let Some(i) = matched.iter().position(|m| !m) {
-        return Err(Error::InvalidInput(format!("path {} is not in snapshot {}", display_path(&opts.include[i]), snap.id.short())));
+        return Err(Error::InvalidInput(format!(
+            "path {} is not in snapshot {}",
+            display_path(&opts.include[i]),
+            snap.id.short()
+        )));
     }
-    let mut summary = RestoreSummary { snapshot: snap.id.to_hex(), destination: display_path(&dest), ..Default::default() };
+    let mut summary = RestoreSummary {
+        snapshot: snap.id.to_hex(),
+        destination: display_path(dest),
+        ..Default::default()
+    };
 
     // 1. Directories, parents first. Created 0700 so read-only ones can be filled.
     // Anything below a failed directory is skipped.
@@ -225,7 +265,10 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
             continue;
         }
         if let Err(msg) = make_dir(&p, opts.overwrite) {
-            summary.errors.push(PathError { path: display_path(&p), message: msg });
+            summary.errors.push(PathError {
+                path: display_path(&p),
+                message: msg,
+            });
             failed_dirs.push(p);
         }
     }
@@ -253,7 +296,11 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
         let final_path = dest.join(&e.rel);
         let temp = temp_name(&final_path);
         let job = jobs.len();
-        jobs.push(FileJob { idx, temp: temp.clone(), failed: Mutex::new(None) });
+        jobs.push(FileJob {
+            idx,
+            temp: temp.clone(),
+            failed: Mutex::new(None),
+        });
         if let Err(err) = create_temp(&temp, e.node.size) {
             *jobs[job].failed.lock().expect("poisoned") = Some(err);
             continue;
@@ -261,7 +308,8 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
         let mut offset = 0u64;
         for id in &e.node.content {
             let Some((pack, b)) = index.get(id) else {
-                *jobs[job].failed.lock().expect("poisoned") = Some(format!("blob {} is missing from the index", id.short()));
+                *jobs[job].failed.lock().expect("poisoned") =
+                    Some(format!("blob {} is missing from the index", id.short()));
                 break;
             };
             let list = by_pack.entry(pack).or_default();
@@ -276,7 +324,11 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
         }
     }
     drop(blob_slot);
-    let total_bytes: u64 = entries.iter().filter(|e| e.node.kind == NodeKind::File).map(|e| e.node.size).sum();
+    let total_bytes: u64 = entries
+        .iter()
+        .filter(|e| e.node.kind == NodeKind::File)
+        .map(|e| e.node.size)
+        .sum();
     progress.set_total(total_bytes, jobs.len() as u64);
     progress.phase("restoring");
 
@@ -286,7 +338,8 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let conc = opts.concurrency.unwrap_or(2 * super::cores());
     let mut packs = futures::stream::iter(by_pack.into_iter().map(|(pack, blobs)| {
-        let (repo, jobs, entries, written) = (repo.clone(), jobs.clone(), entries.clone(), written.clone());
+        let (repo, jobs, entries, written) =
+            (repo.clone(), jobs.clone(), entries.clone(), written.clone());
         async move {
             let path = pack_path(&pack);
             let rt = tokio::runtime::Handle::current();
@@ -299,7 +352,9 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
                     let range = b.offset as u64..b.offset as u64 + b.len as u64;
                     let data = rt
                         .block_on(repo.store().get_range(&path, range))
-                        .map_err(|e| Error::corrupt(&path, format!("cannot read blob {}: {e}", b.id.short())))
+                        .map_err(|e| {
+                            Error::corrupt(&path, format!("cannot read blob {}: {e}", b.id.short()))
+                        })
                         .and_then(|env| open_blob(&key.data, &key.id_key, &path, b, &env));
                     let data = match data {
                         Ok(d) => d,
@@ -322,7 +377,11 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
                         // Keep only the last file open: a pack can feed thousands of files.
                         if open.as_ref().map(|(j, _)| *j) != Some(*job) {
                             open = None;
-                            match OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(&j.temp) {
+                            match OpenOptions::new()
+                                .write(true)
+                                .custom_flags(libc::O_NOFOLLOW)
+                                .open(&j.temp)
+                            {
                                 Ok(f) => open = Some((*job, f)),
                                 Err(e) => {
                                     fail(j, e.to_string());
@@ -333,7 +392,10 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
                         let f = &open.as_ref().expect("opened above").1;
                         match f.write_all_at(&data, *off) {
                             Ok(()) => {
-                                written.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                                written.fetch_add(
+                                    data.len() as u64,
+                                    std::sync::atomic::Ordering::Relaxed,
+                                );
                             }
                             Err(e) => fail(j, e.to_string()),
                         }
@@ -358,20 +420,24 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
     let verify = opts.verify;
     let owners = opts.owners;
     let dest_owned = dest.to_path_buf();
-    let results: Vec<(usize, std::result::Result<bool, String>)> = futures::stream::iter((0..jobs.len()).map(|j| {
-        let (jobs, entries, dest) = (jobs.clone(), entries.clone(), dest_owned.clone());
-        tokio::task::spawn_blocking(move || {
-            let job = &jobs[j];
-            let e = &entries[job.idx];
-            (job.idx, finish_file(job, e, &dest.join(&e.rel), verify, owners, &digest_key))
-        })
-    }))
-    .buffer_unordered(conc)
-    .map(|r| r.map_err(|e| Error::InvalidInput(format!("restore task failed: {e}"))))
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<Result<_>>()?;
+    let results: Vec<(usize, std::result::Result<bool, String>)> =
+        futures::stream::iter((0..jobs.len()).map(|j| {
+            let (jobs, entries, dest) = (jobs.clone(), entries.clone(), dest_owned.clone());
+            tokio::task::spawn_blocking(move || {
+                let job = &jobs[j];
+                let e = &entries[job.idx];
+                (
+                    job.idx,
+                    finish_file(job, e, &dest.join(&e.rel), verify, owners, &digest_key),
+                )
+            })
+        }))
+        .buffer_unordered(conc)
+        .map(|r| r.map_err(|e| Error::InvalidInput(format!("restore task failed: {e}"))))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
     let mut restored_ok = vec![false; entries.len()];
     for (idx, r) in results {
         match r {
@@ -380,7 +446,10 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
                 summary.files_verified += verified as u64;
                 restored_ok[idx] = true;
             }
-            Err(msg) => summary.errors.push(PathError { path: display_path(&dest.join(&entries[idx].rel)), message: msg }),
+            Err(msg) => summary.errors.push(PathError {
+                path: display_path(&dest.join(&entries[idx].rel)),
+                message: msg,
+            }),
         }
     }
 
@@ -388,7 +457,10 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
     for (idx, first) in links {
         let target = dest.join(&entries[idx].rel);
         if !restored_ok[first] {
-            summary.errors.push(PathError { path: display_path(&target), message: "hard-link target was not restored".into() });
+            summary.errors.push(PathError {
+                path: display_path(&target),
+                message: "hard-link target was not restored".into(),
+            });
             continue;
         }
         let r = remove_existing(&target, opts.overwrite).and_then(|_| {
@@ -396,31 +468,47 @@ async fn run(repo: &Arc<Repository>, snap: &Snapshot, opts: &RestoreOptions, des
         });
         match r {
             Ok(()) => summary.files += 1,
-            Err(m) => summary.errors.push(PathError { path: display_path(&target), message: m }),
+            Err(m) => summary.errors.push(PathError {
+                path: display_path(&target),
+                message: m,
+            }),
         }
     }
 
     // 6. Symlinks and special files, last: nothing restored is ever written through a link.
-    for e in entries.iter().filter(|e| !matches!(e.node.kind, NodeKind::Dir | NodeKind::File)) {
+    for e in entries
+        .iter()
+        .filter(|e| !matches!(e.node.kind, NodeKind::Dir | NodeKind::File))
+    {
         let p = dest.join(&e.rel);
         if under_failed(&p) {
             continue;
         }
         match make_special(&p, &e.node, opts.overwrite, owners) {
             Ok(()) => summary.others += 1,
-            Err(m) => summary.errors.push(PathError { path: display_path(&p), message: m }),
+            Err(m) => summary.errors.push(PathError {
+                path: display_path(&p),
+                message: m,
+            }),
         }
     }
 
     // 7. Directory metadata, deepest first (after their contents were written).
-    for e in entries.iter().rev().filter(|e| e.node.kind == NodeKind::Dir) {
+    for e in entries
+        .iter()
+        .rev()
+        .filter(|e| e.node.kind == NodeKind::Dir)
+    {
         let p = dest.join(&e.rel);
         if under_failed(&p) {
             continue;
         }
         match apply_meta(&p, &e.node, owners) {
             Ok(()) => summary.dirs += 1,
-            Err(m) => summary.errors.push(PathError { path: display_path(&p), message: m }),
+            Err(m) => summary.errors.push(PathError {
+                path: display_path(&p),
+                message: m,
+            }),
         }
     }
     Ok(summary)
@@ -471,12 +559,18 @@ fn make_dir(p: &Path, overwrite: bool) -> std::result::Result<(), String> {
         }
         Ok(_) if overwrite => {
             std::fs::remove_file(p).map_err(|e| e.to_string())?;
-            std::fs::DirBuilder::new().mode(0o700).create(p).map_err(|e| e.to_string())
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(p)
+                .map_err(|e| e.to_string())
         }
         Ok(_) => Err("exists and is not a directory".into()),
         Err(_) => {
             use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new().mode(0o700).create(p).map_err(|e| e.to_string())
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(p)
+                .map_err(|e| e.to_string())
         }
     }
 }
@@ -493,7 +587,14 @@ fn remove_existing(p: &Path, overwrite: bool) -> std::result::Result<(), String>
     }
 }
 
-fn finish_file(job: &FileJob, e: &Entry, final_path: &Path, verify: bool, owners: bool, digest_key: &[u8; 32]) -> std::result::Result<bool, String> {
+fn finish_file(
+    job: &FileJob,
+    e: &Entry,
+    final_path: &Path,
+    verify: bool,
+    owners: bool,
+    digest_key: &[u8; 32],
+) -> std::result::Result<bool, String> {
     let result = (|| {
         if let Some(msg) = job.failed.lock().expect("poisoned").clone() {
             return Err(msg);
@@ -501,10 +602,15 @@ fn finish_file(job: &FileJob, e: &Entry, final_path: &Path, verify: bool, owners
         let mut verified = false;
         if verify {
             let f = File::open(&job.temp).map_err(|e| e.to_string())?;
-            let (digest, len) = super::backup::file_digest(digest_key, std::io::BufReader::with_capacity(1 << 20, f))
-                .map_err(|e| e.to_string())?;
+            let (digest, len) = super::backup::file_digest(
+                digest_key,
+                std::io::BufReader::with_capacity(1 << 20, f),
+            )
+            .map_err(|e| e.to_string())?;
             if len != e.node.size || Some(digest) != e.node.digest {
-                return Err("verification failed: restored bytes differ from the snapshot's digest".into());
+                return Err(
+                    "verification failed: restored bytes differ from the snapshot's digest".into(),
+                );
             }
             verified = true;
         }
@@ -522,13 +628,22 @@ fn finish_file(job: &FileJob, e: &Entry, final_path: &Path, verify: bool, owners
     result
 }
 
-fn make_special(p: &Path, node: &Node, overwrite: bool, owners: bool) -> std::result::Result<(), String> {
+fn make_special(
+    p: &Path,
+    node: &Node,
+    overwrite: bool,
+    owners: bool,
+) -> std::result::Result<(), String> {
     remove_existing(p, overwrite)?;
     let cpath = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
     match node.kind {
         NodeKind::Symlink => {
-            let target = node.link_target.as_ref().ok_or("symlink without a target")?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(&target.0), p).map_err(|e| e.to_string())?;
+            let target = node
+                .link_target
+                .as_ref()
+                .ok_or("symlink without a target")?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(&target.0), p)
+                .map_err(|e| e.to_string())?;
         }
         NodeKind::Fifo | NodeKind::Socket | NodeKind::Chardev | NodeKind::Blockdev => {
             let kind = match node.kind {
@@ -538,7 +653,13 @@ fn make_special(p: &Path, node: &Node, overwrite: bool, owners: bool) -> std::re
                 _ => libc::S_IFBLK,
             };
             // SAFETY: cpath is a valid NUL-terminated path.
-            let rc = unsafe { libc::mknod(cpath.as_ptr(), kind | (node.mode & 0o7777), node.rdev as libc::dev_t) };
+            let rc = unsafe {
+                libc::mknod(
+                    cpath.as_ptr(),
+                    kind | (node.mode & 0o7777),
+                    node.rdev as libc::dev_t,
+                )
+            };
             if rc != 0 {
                 return Err(std::io::Error::last_os_error().to_string());
             }
@@ -555,7 +676,8 @@ fn apply_meta(p: &Path, node: &Node, owners: bool) -> std::result::Result<(), St
     if !is_link {
         for x in &node.xattrs {
             let v = unb64("xattr", &x.value).map_err(|e| e.to_string())?;
-            xattr::set(p, OsStr::from_bytes(&x.name.0), &v).map_err(|e| format!("xattr {}: {e}", x.name.lossy()))?;
+            xattr::set(p, OsStr::from_bytes(&x.name.0), &v)
+                .map_err(|e| format!("xattr {}: {e}", x.name.lossy()))?;
         }
     }
     if owners {
@@ -572,11 +694,25 @@ fn apply_meta(p: &Path, node: &Node, owners: bool) -> std::result::Result<(), St
         }
     }
     let ts = [
-        libc::timespec { tv_sec: node.mtime, tv_nsec: node.mtime_nsec as _ },
-        libc::timespec { tv_sec: node.mtime, tv_nsec: node.mtime_nsec as _ },
+        libc::timespec {
+            tv_sec: node.mtime,
+            tv_nsec: node.mtime_nsec as _,
+        },
+        libc::timespec {
+            tv_sec: node.mtime,
+            tv_nsec: node.mtime_nsec as _,
+        },
     ];
     // SAFETY: valid path and two timespecs; AT_SYMLINK_NOFOLLOW sets a link's own times.
-    if unsafe { libc::utimensat(libc::AT_FDCWD, cpath.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+    if unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } != 0
+    {
         return Err(format!("set times: {}", std::io::Error::last_os_error()));
     }
     Ok(())

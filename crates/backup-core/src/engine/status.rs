@@ -44,9 +44,20 @@ pub struct RepoStatus {
 
 /// Computes the status (lists the store, loads the index and every snapshot manifest).
 pub async fn status(repo: &Repository) -> Result<RepoStatus> {
-    let mut total = repo.store().head("config").await?.map(|o| o.size).unwrap_or(0);
+    let mut total = repo
+        .store()
+        .head("config")
+        .await?
+        .map(|o| o.size)
+        .unwrap_or(0);
     for dir in ["keys", "data", "index", "snapshots", "locks"] {
-        total += repo.store().list(dir).await?.iter().map(|o| o.size).sum::<u64>();
+        total += repo
+            .store()
+            .list(dir)
+            .await?
+            .iter()
+            .map(|o| o.size)
+            .sum::<u64>();
     }
     let index = repo.load_index().await?;
     let snaps = repo.snapshots().await?;
@@ -73,6 +84,10 @@ pub async fn status(repo: &Repository) -> Result<RepoStatus> {
         logical_bytes: logical,
         compression_ratio: ratio(raw, stored),
         dedup_ratio: ratio(logical, raw),
-        space_saving_percent: if logical == 0 { 0.0 } else { 100.0 * (1.0 - total as f64 / logical as f64) },
+        space_saving_percent: if logical == 0 {
+            0.0
+        } else {
+            100.0 * (1.0 - total as f64 / logical as f64)
+        },
     })
 }

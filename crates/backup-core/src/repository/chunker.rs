@@ -26,7 +26,11 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 }
+        ChunkerParams {
+            min_size: 512 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 8 * 1024 * 1024,
+        }
     }
 }
 
@@ -44,7 +48,12 @@ impl Chunker {
     pub fn new(params: ChunkerParams, seed: u64) -> Self {
         let (gear, gear_ls) = get_gear_with_seed(seed);
         let masks = select_masks(params.avg_size as usize, Normalization::Level1);
-        Chunker { params, masks, gear, gear_ls }
+        Chunker {
+            params,
+            masks,
+            gear,
+            gear_ls,
+        }
     }
 
     /// The parameters in use.
@@ -76,8 +85,17 @@ impl Chunker {
 
     /// Splits a reader into chunks; `size_hint` (bytes, e.g. from `lstat`) sizes the buffer.
     pub fn stream<R: Read>(&self, reader: R, size_hint: u64) -> ChunkStream<'_, R> {
-        let cap = (self.fill_target() as u64 + 64 * 1024).min(size_hint.saturating_add(1)).max(4096);
-        ChunkStream { chunker: self, reader, buf: vec![0; cap as usize], start: 0, end: 0, eof: false }
+        let cap = (self.fill_target() as u64 + 64 * 1024)
+            .min(size_hint.saturating_add(1))
+            .max(4096);
+        ChunkStream {
+            chunker: self,
+            reader,
+            buf: vec![0; cap as usize],
+            start: 0,
+            end: 0,
+            eof: false,
+        }
     }
 
     /// Bytes buffered ahead before cutting: a cut found inside them is final (the gear hash
@@ -170,7 +188,14 @@ mod tests {
 
     #[test]
     fn stream_matches_slice_cuts_and_reassembles() {
-        let c = Chunker::new(ChunkerParams { min_size: 4096, avg_size: 16384, max_size: 65536 }, 42);
+        let c = Chunker::new(
+            ChunkerParams {
+                min_size: 4096,
+                avg_size: 16384,
+                max_size: 65536,
+            },
+            42,
+        );
         let data = pseudo_random(1_000_000, 9);
         // A reader that returns short reads, to exercise buffer refills.
         struct Slow<'a>(&'a [u8]);
@@ -192,16 +217,26 @@ mod tests {
             assert_eq!(n, ch.len());
             off += n;
         }
-        assert!(chunks[..chunks.len() - 1].iter().all(|ch| ch.len() >= 4096 && ch.len() <= 65536));
+        assert!(chunks[..chunks.len() - 1]
+            .iter()
+            .all(|ch| ch.len() >= 4096 && ch.len() <= 65536));
     }
 
     #[test]
     fn insertion_only_changes_nearby_chunks() {
-        let c = Chunker::new(ChunkerParams { min_size: 4096, avg_size: 16384, max_size: 65536 }, 1);
+        let c = Chunker::new(
+            ChunkerParams {
+                min_size: 4096,
+                avg_size: 16384,
+                max_size: 65536,
+            },
+            1,
+        );
         let a = pseudo_random(500_000, 3);
         let mut b = a.clone();
         b.splice(100_000..100_000, [1u8, 2, 3]);
-        let ca: std::collections::HashSet<Vec<u8>> = c.stream(&a[..], 0).map(|r| r.unwrap()).collect();
+        let ca: std::collections::HashSet<Vec<u8>> =
+            c.stream(&a[..], 0).map(|r| r.unwrap()).collect();
         let cb: Vec<Vec<u8>> = c.stream(&b[..], 0).map(|r| r.unwrap()).collect();
         let shared = cb.iter().filter(|x| ca.contains(*x)).count();
         assert!(shared + 3 >= cb.len(), "shared {shared} of {}", cb.len());
@@ -209,10 +244,20 @@ mod tests {
 
     #[test]
     fn seed_changes_cut_points() {
-        let p = ChunkerParams { min_size: 4096, avg_size: 16384, max_size: 65536 };
+        let p = ChunkerParams {
+            min_size: 4096,
+            avg_size: 16384,
+            max_size: 65536,
+        };
         let data = pseudo_random(300_000, 5);
-        let a: Vec<usize> = Chunker::new(p, 1).stream(&data[..], 0).map(|r| r.unwrap().len()).collect();
-        let b: Vec<usize> = Chunker::new(p, 2).stream(&data[..], 0).map(|r| r.unwrap().len()).collect();
+        let a: Vec<usize> = Chunker::new(p, 1)
+            .stream(&data[..], 0)
+            .map(|r| r.unwrap().len())
+            .collect();
+        let b: Vec<usize> = Chunker::new(p, 2)
+            .stream(&data[..], 0)
+            .map(|r| r.unwrap().len())
+            .collect();
         assert_ne!(a, b);
     }
 }

@@ -27,7 +27,9 @@ pub const ENVELOPE_OVERHEAD: usize = 1 + 4 + NONCE_LEN + 16;
 /// Fills `buf` with bytes from the operating system's CSPRNG.
 pub fn random_bytes(buf: &mut [u8]) {
     // SystemRandom only fails if the OS has no entropy source at all; nothing can go on then.
-    SystemRandom::new().fill(buf).expect("operating system random source failed");
+    SystemRandom::new()
+        .fill(buf)
+        .expect("operating system random source failed");
 }
 
 /// 32 random bytes as lowercase hex: ids of keys, locks and index files.
@@ -47,7 +49,9 @@ impl hkdf::KeyType for Len {
 fn hkdf_expand(master: &[u8; 32], info: &[u8], out: &mut [u8]) {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"data-backup-manager v1").extract(master);
     let infos = [info];
-    let okm = prk.expand(&infos, Len(out.len())).expect("HKDF output length is small");
+    let okm = prk
+        .expand(&infos, Len(out.len()))
+        .expect("HKDF output length is small");
     okm.fill(out).expect("HKDF fill of a valid length");
 }
 
@@ -61,7 +65,10 @@ impl SealKey {
     /// Builds a sealing key from 32 raw bytes, tagged with `epoch`.
     pub fn new(raw: &[u8; 32], epoch: u32) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, raw).expect("AES-256 key is 32 bytes");
-        SealKey { key: LessSafeKey::new(unbound), epoch }
+        SealKey {
+            key: LessSafeKey::new(unbound),
+            epoch,
+        }
     }
 
     /// Encrypts `plain` into a new envelope bound to `aad`.
@@ -100,7 +107,10 @@ impl SealKey {
             return Err(Error::corrupt(object, "encrypted object is truncated"));
         }
         if envelope[0] != ENVELOPE_VERSION {
-            return Err(Error::corrupt(object, format!("unknown envelope version {}", envelope[0])));
+            return Err(Error::corrupt(
+                object,
+                format!("unknown envelope version {}", envelope[0]),
+            ));
         }
         let epoch = u32::from_le_bytes(envelope[1..5].try_into().expect("4 bytes"));
         if epoch != self.epoch {
@@ -110,8 +120,14 @@ impl SealKey {
         let mut buf = envelope[5 + NONCE_LEN..].to_vec();
         let plain = self
             .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
-            .map_err(|_| Error::corrupt(object, "authentication failed (wrong key or damaged data)"))?;
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
+            .map_err(|_| {
+                Error::corrupt(object, "authentication failed (wrong key or damaged data)")
+            })?;
         let n = plain.len();
         buf.truncate(n);
         Ok(buf)
@@ -178,7 +194,11 @@ pub struct KdfParams {
 impl Default for KdfParams {
     /// 64 MiB, 3 passes, 1 lane: RFC 9106's second recommended option, about 0.1–0.3 s here.
     fn default() -> Self {
-        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
+        KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
     }
 }
 

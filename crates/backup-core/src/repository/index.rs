@@ -44,13 +44,17 @@ impl Index {
             (self.packs.len() - 1) as u32
         });
         for b in blobs {
-            self.blobs.entry(b.id).or_insert(BlobLocation { pack: p, blob: *b });
+            self.blobs
+                .entry(b.id)
+                .or_insert(BlobLocation { pack: p, blob: *b });
         }
     }
 
     /// The location of blob `id`, if indexed.
     pub fn get(&self, id: &Id) -> Option<(Id, PackedBlob)> {
-        self.blobs.get(id).map(|l| (self.packs[l.pack as usize], l.blob))
+        self.blobs
+            .get(id)
+            .map(|l| (self.packs[l.pack as usize], l.blob))
     }
 
     /// Whether blob `id` is indexed.
@@ -70,7 +74,9 @@ impl Index {
 
     /// Every blob and the id of its pack.
     pub fn iter(&self) -> impl Iterator<Item = (Id, &PackedBlob)> {
-        self.blobs.values().map(|l| (self.packs[l.pack as usize], &l.blob))
+        self.blobs
+            .values()
+            .map(|l| (self.packs[l.pack as usize], &l.blob))
     }
 
     /// Whether pack `id` holds any indexed blob.
@@ -129,7 +135,11 @@ impl IndexFile {
         let npacks = r.u32().ok_or_else(|| bad("truncated index"))?;
         let mut packs = Vec::with_capacity(npacks.min(1 << 20) as usize);
         for _ in 0..npacks {
-            let pack = Id(r.take(32).ok_or_else(|| bad("truncated index"))?.try_into().expect("32"));
+            let pack = Id(r
+                .take(32)
+                .ok_or_else(|| bad("truncated index"))?
+                .try_into()
+                .expect("32"));
             let n = r.u32().ok_or_else(|| bad("truncated index"))?;
             let mut blobs = Vec::with_capacity(n.min(1 << 20) as usize);
             for _ in 0..n {
@@ -174,8 +184,17 @@ mod tests {
 
     #[test]
     fn encode_decode_roundtrip() {
-        let b = PackedBlob { kind: BlobType::Tree, id: Id([3; 32]), offset: 7, len: 99, raw_len: 120, compressed: true };
-        let f = IndexFile { packs: vec![(Id([1; 32]), vec![b]), (Id([2; 32]), vec![])] };
+        let b = PackedBlob {
+            kind: BlobType::Tree,
+            id: Id([3; 32]),
+            offset: 7,
+            len: 99,
+            raw_len: 120,
+            compressed: true,
+        };
+        let f = IndexFile {
+            packs: vec![(Id([1; 32]), vec![b]), (Id([2; 32]), vec![])],
+        };
         let enc = f.encode();
         assert_eq!(IndexFile::decode("i", &enc).unwrap(), f);
         assert!(IndexFile::decode("i", &enc[..enc.len() - 1]).is_err());

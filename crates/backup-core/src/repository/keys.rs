@@ -9,7 +9,9 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::repository::crypto::{b64, derive_kek, random_bytes, random_id, unb64, KdfParams, MasterKey, SealKey};
+use crate::repository::crypto::{
+    b64, derive_kek, random_bytes, random_id, unb64, KdfParams, MasterKey, SealKey,
+};
 use crate::store::Store;
 
 /// Argon2id parameters and salt of one slot.
@@ -57,21 +59,33 @@ pub struct KeyInfo {
 }
 
 pub(crate) fn username() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
-        // SAFETY: getuid has no preconditions.
-        format!("uid {}", unsafe { libc::getuid() })
-    })
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions.
+            format!("uid {}", unsafe { libc::getuid() })
+        })
 }
 
 /// Wraps `key` under `password` into a new slot; returns the slot id. A password that already
 /// opens a slot is refused (two slots with one password make `key remove` ambiguous).
-pub async fn add_key(store: &dyn Store, key: &MasterKey, password: &[u8], kdf: KdfParams) -> Result<String> {
+pub async fn add_key(
+    store: &dyn Store,
+    key: &MasterKey,
+    password: &[u8],
+    kdf: KdfParams,
+) -> Result<String> {
     if password.is_empty() {
-        return Err(Error::InvalidInput("empty password: a repository needs a non-empty password".into()));
+        return Err(Error::InvalidInput(
+            "empty password: a repository needs a non-empty password".into(),
+        ));
     }
     match unlock(store, password).await {
         Ok((id, _)) => {
-            return Err(Error::InvalidInput(format!("this password already opens key {}", &id[..8.min(id.len())])))
+            return Err(Error::InvalidInput(format!(
+                "this password already opens key {}",
+                &id[..8.min(id.len())]
+            )))
         }
         Err(Error::WrongPassword { .. }) | Err(Error::RepositoryNotFound { .. }) => {}
         Err(e) => return Err(e),
@@ -88,12 +102,19 @@ pub async fn add_key(store: &dyn Store, key: &MasterKey, password: &[u8], kdf: K
         created: Utc::now(),
         hostname: super::lock::hostname(),
         username: username(),
-        kdf: KdfSpec { algorithm: "argon2id".into(), params: kdf, salt: b64(&salt) },
+        kdf: KdfSpec {
+            algorithm: "argon2id".into(),
+            params: kdf,
+            salt: b64(&salt),
+        },
         wrapped: b64(&wrapped),
     };
     let id = random_id();
     store
-        .put_new(&format!("keys/{id}"), Bytes::from(serde_json::to_vec_pretty(&file).expect("key file serializes")))
+        .put_new(
+            &format!("keys/{id}"),
+            Bytes::from(serde_json::to_vec_pretty(&file).expect("key file serializes")),
+        )
         .await?;
     Ok(id)
 }
@@ -105,14 +126,19 @@ async fn read_key_file(store: &dyn Store, path: &str) -> Result<KeyFile> {
 
 fn try_unwrap(path: &str, kf: &KeyFile, password: &[u8]) -> Result<Option<MasterKey>> {
     if kf.kdf.algorithm != "argon2id" {
-        return Err(Error::corrupt(path, format!("unknown key derivation {}", kf.kdf.algorithm)));
+        return Err(Error::corrupt(
+            path,
+            format!("unknown key derivation {}", kf.kdf.algorithm),
+        ));
     }
     let salt = unb64(path, &kf.kdf.salt)?;
     let kek = derive_kek(password, &salt, kf.kdf.params)?;
     let wrapped = unb64(path, &kf.wrapped)?;
     match SealKey::new(&kek, 0).open(path, b"master key", &wrapped) {
         Ok(raw) => {
-            let raw: [u8; 32] = raw.try_into().map_err(|_| Error::corrupt(path, "master key has the wrong length"))?;
+            let raw: [u8; 32] = raw
+                .try_into()
+                .map_err(|_| Error::corrupt(path, "master key has the wrong length"))?;
             Ok(Some(MasterKey::from_raw(raw)))
         }
         Err(_) => Ok(None),
@@ -127,7 +153,9 @@ fn try_unwrap(path: &str, kf: &KeyFile, password: &[u8]) -> Result<Option<Master
 pub async fn unlock(store: &dyn Store, password: &[u8]) -> Result<(String, MasterKey)> {
     let slots = store.list("keys").await?;
     if slots.is_empty() {
-        return Err(Error::RepositoryNotFound { repo: store.location().to_string() });
+        return Err(Error::RepositoryNotFound {
+            repo: store.location().to_string(),
+        });
     }
     let mut tries = futures::stream::iter(slots.into_iter().map(|o| async move {
         let kf = read_key_file(store, &o.path).await?;
@@ -144,7 +172,9 @@ pub async fn unlock(store: &dyn Store, password: &[u8]) -> Result<(String, Maste
             return Ok(found);
         }
     }
-    Err(Error::WrongPassword { repo: store.location().to_string() })
+    Err(Error::WrongPassword {
+        repo: store.location().to_string(),
+    })
 }
 
 /// Lists key slots; `current` marks the one with id `current_id`.
@@ -153,9 +183,15 @@ pub async fn list_keys(store: &dyn Store, current_id: &str) -> Result<Vec<KeyInf
     for o in store.list("keys").await? {
         let kf = read_key_file(store, &o.path).await?;
         let id = o.path.trim_start_matches("keys/").to_string();
-        out.push(KeyInfo { current: id == current_id, id, created: kf.created, hostname: kf.hostname, username: kf.username });
+        out.push(KeyInfo {
+            current: id == current_id,
+            id,
+            created: kf.created,
+            hostname: kf.hostname,
+            username: kf.username,
+        });
     }
-    out.sort_by(|a, b| a.created.cmp(&b.created));
+    out.sort_by_key(|a| a.created);
     Ok(out)
 }
 
@@ -163,14 +199,20 @@ pub async fn list_keys(store: &dyn Store, current_id: &str) -> Result<Vec<KeyInf
 /// neither can the last one.
 pub async fn remove_key(store: &dyn Store, id: &str, current_id: &str) -> Result<String> {
     if id.len() < 4 {
-        return Err(Error::InvalidInput(format!("key id {id:?}: give at least 4 hex digits")));
+        return Err(Error::InvalidInput(format!(
+            "key id {id:?}: give at least 4 hex digits"
+        )));
     }
     let keys = list_keys(store, current_id).await?;
     let matches: Vec<&KeyInfo> = keys.iter().filter(|k| k.id.starts_with(id)).collect();
     let k = match matches.as_slice() {
         [one] => *one,
         [] => return Err(Error::InvalidInput(format!("no key with id {id}"))),
-        _ => return Err(Error::InvalidInput(format!("key id prefix {id} is ambiguous"))),
+        _ => {
+            return Err(Error::InvalidInput(format!(
+                "key id prefix {id} is ambiguous"
+            )))
+        }
     };
     if k.current {
         return Err(Error::InvalidInput(format!(

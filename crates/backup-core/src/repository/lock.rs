@@ -110,7 +110,11 @@ pub async fn acquire(store: Arc<dyn Store>, exclusive: bool, purpose: &str) -> R
             }
         }
     });
-    Ok(LockGuard { store, path, refresher })
+    Ok(LockGuard {
+        store,
+        path,
+        refresher,
+    })
 }
 
 async fn check_conflicts(store: &dyn Store, mine: &str, exclusive: bool, me: &str) -> Result<()> {
@@ -121,7 +125,9 @@ async fn check_conflicts(store: &dyn Store, mine: &str, exclusive: bool, me: &st
         .map(|o| o.last_modified)
         .ok_or_else(|| Error::Locked(format!("own lock {mine} vanished")))?;
     for o in all.iter().filter(|o| o.path != mine) {
-        let Ok(data) = store.get(&o.path).await else { continue };
+        let Ok(data) = store.get(&o.path).await else {
+            continue;
+        };
         let Ok(other) = serde_json::from_slice::<LockInfo>(&data) else {
             tracing::warn!("ignoring unreadable lock {}", o.path);
             continue;
@@ -129,14 +135,23 @@ async fn check_conflicts(store: &dyn Store, mine: &str, exclusive: bool, me: &st
         let age = (now - o.last_modified).to_std().unwrap_or_default();
         let dead = other.hostname == me && !process_alive(other.pid);
         if dead || age > STALE_AFTER {
-            tracing::info!("removing stale lock {} ({} pid {})", o.path, other.hostname, other.pid);
+            tracing::info!(
+                "removing stale lock {} ({} pid {})",
+                o.path,
+                other.hostname,
+                other.pid
+            );
             store.delete(&o.path).await?;
             continue;
         }
         if exclusive || other.exclusive {
             return Err(Error::Locked(format!(
                 "{} lock held by pid {} on {} for {} since {} ({})",
-                if other.exclusive { "an exclusive" } else { "a shared" },
+                if other.exclusive {
+                    "an exclusive"
+                } else {
+                    "a shared"
+                },
                 other.pid,
                 other.hostname,
                 other.purpose,

@@ -141,9 +141,15 @@ impl Repository {
     /// Creates a repository in an empty store: config plus one key slot for `password`.
     ///
     /// Errors: [`Error::RepositoryExists`] if `config` already exists.
-    pub async fn init(store: Arc<dyn Store>, password: &[u8], opts: InitOptions) -> Result<Repository> {
+    pub async fn init(
+        store: Arc<dyn Store>,
+        password: &[u8],
+        opts: InitOptions,
+    ) -> Result<Repository> {
         if store.head("config").await?.is_some() {
-            return Err(Error::RepositoryExists { repo: store.location().to_string() });
+            return Err(Error::RepositoryExists {
+                repo: store.location().to_string(),
+            });
         }
         for dir in ["keys", "data", "index", "snapshots"] {
             if !store.list(dir).await?.is_empty() {
@@ -164,9 +170,14 @@ impl Repository {
             created: Utc::now(),
         };
         let key_id = keys::add_key(&*store, &key, password, opts.kdf).await?;
-        let body = key.data.seal(b"config", &serde_json::to_vec(&config).expect("config serializes"));
+        let body = key.data.seal(
+            b"config",
+            &serde_json::to_vec(&config).expect("config serializes"),
+        );
         if !store.put_new("config", Bytes::from(body)).await? {
-            return Err(Error::RepositoryExists { repo: store.location().to_string() });
+            return Err(Error::RepositoryExists {
+                repo: store.location().to_string(),
+            });
         }
         Ok(Self::assemble(store, key, key_id, config))
     }
@@ -186,7 +197,9 @@ impl Repository {
                         ));
                     }
                 }
-                return Err(Error::RepositoryNotFound { repo: store.location().to_string() });
+                return Err(Error::RepositoryNotFound {
+                    repo: store.location().to_string(),
+                });
             }
             Err(e) => return Err(e),
         };
@@ -195,14 +208,31 @@ impl Repository {
         let config: Config =
             serde_json::from_slice(&plain).map_err(|e| Error::corrupt("config", e.to_string()))?;
         if config.version != FORMAT_VERSION {
-            return Err(Error::corrupt("config", format!("unsupported format version {}", config.version)));
+            return Err(Error::corrupt(
+                "config",
+                format!("unsupported format version {}", config.version),
+            ));
         }
         Ok(Self::assemble(store, key, key_id, config))
     }
 
-    fn assemble(store: Arc<dyn Store>, key: MasterKey, key_id: String, config: Config) -> Repository {
+    fn assemble(
+        store: Arc<dyn Store>,
+        key: MasterKey,
+        key_id: String,
+        config: Config,
+    ) -> Repository {
         let chunker = Chunker::new(config.chunker, key.chunker_seed);
-        Repository { store, key: Arc::new(key), key_id, config, chunker, index: tokio::sync::Mutex::new(None), trees: Default::default(), no_lock: Default::default() }
+        Repository {
+            store,
+            key: Arc::new(key),
+            key_id,
+            config,
+            chunker,
+            index: tokio::sync::Mutex::new(None),
+            trees: Default::default(),
+            no_lock: Default::default(),
+        }
     }
 
     /// The store.
@@ -249,11 +279,33 @@ impl Repository {
     pub async fn lock(&self, exclusive: bool, purpose: &str) -> Result<Option<lock::LockGuard>> {
         if self.no_lock.load(std::sync::atomic::Ordering::Relaxed) {
             if exclusive {
-                return Err(Error::InvalidInput(format!("{purpose} needs the exclusive lock; it cannot run with --no-lock")));
+                return Err(Error::InvalidInput(format!(
+                    "{purpose} needs the exclusive lock; it cannot run with --no-lock"
+                )));
             }
             return Ok(None);
         }
-        lock::acquire(self.store.clone(), exclusive, purpose).await.map(Some)
+        lock::acquire(self.store.clone(), exclusive, purpose)
+            .await
+            .map(Some)
+    }
+
+    /// Runs `work` under the repository lock (see [`Repository::lock`]) and releases the lock
+    /// afterwards, whether `work` succeeded or not.
+    pub async fn locked<T>(
+        &self,
+        exclusive: bool,
+        purpose: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let guard = self.lock(exclusive, purpose).await?;
+        let result = work.await;
+        if let Some(g) = guard {
+            if let Err(e) = g.release().await {
+                tracing::warn!("could not release the {purpose} lock: {e}");
+            }
+        }
+        result
     }
 
     /// Forgets the cached index (after this process wrote new index files).
@@ -312,11 +364,15 @@ impl Repository {
             .store
             .get_range(&path, b.offset as u64..(b.offset as u64 + b.len as u64))
             .await
-            .map_err(|e| Error::corrupt(&path, format!("cannot read blob {}: {e}", b.id.short())))?;
+            .map_err(|e| {
+                Error::corrupt(&path, format!("cannot read blob {}: {e}", b.id.short()))
+            })?;
         let key = self.key.clone();
         let b = *b;
         // Decompression and hashing are CPU work: keep them off the async workers.
-        tokio::task::spawn_blocking(move || pack::open_blob(&key.data, &key.id_key, &path, &b, &env))
+        tokio::task::spawn_blocking(move || {
+            pack::open_blob(&key.data, &key.id_key, &path, &b, &env)
+        })
         .await
         .map_err(|e| Error::InvalidInput(format!("blob task failed: {e}")))?
     }
@@ -324,7 +380,13 @@ impl Repository {
     /// Reads and validates a tree blob. On a cache miss the whole pack holding it is read and
     /// all its tree blobs are verified and cached.
     pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
-        let cached = self.trees.lock().expect("tree cache poisoned").map.get(id).cloned();
+        let cached = self
+            .trees
+            .lock()
+            .expect("tree cache poisoned")
+            .map
+            .get(id)
+            .cloned();
         if let Some(raw) = cached {
             return Tree::decode(id, &raw);
         }
@@ -355,7 +417,10 @@ impl Repository {
         let raw = match loaded {
             Ok(blobs) => {
                 let mine = blobs.iter().find(|(i, _)| i == id).map(|(_, r)| r.clone());
-                self.trees.lock().expect("tree cache poisoned").insert_pack(blobs);
+                self.trees
+                    .lock()
+                    .expect("tree cache poisoned")
+                    .insert_pack(blobs);
                 match mine {
                     Some(r) => r,
                     None => self.load_blob_at(&pack, &b).await?,
@@ -369,9 +434,14 @@ impl Repository {
 
     /// Stores a snapshot manifest; the snapshot becomes visible. Returns its id.
     pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
-        let body = self.key.data.seal(b"snapshot", &serde_json::to_vec(snap).expect("snapshot serializes"));
+        let body = self.key.data.seal(
+            b"snapshot",
+            &serde_json::to_vec(snap).expect("snapshot serializes"),
+        );
         let id = Id::of_bytes(&body);
-        self.store.put_new(&format!("snapshots/{}", id.to_hex()), Bytes::from(body)).await?;
+        self.store
+            .put_new(&format!("snapshots/{}", id.to_hex()), Bytes::from(body))
+            .await?;
         Ok(id)
     }
 
@@ -386,7 +456,8 @@ impl Repository {
             e => e,
         })?;
         let plain = self.key.data.open(&path, b"snapshot", &data)?;
-        let mut s: Snapshot = serde_json::from_slice(&plain).map_err(|e| Error::corrupt(&path, e.to_string()))?;
+        let mut s: Snapshot =
+            serde_json::from_slice(&plain).map_err(|e| Error::corrupt(&path, e.to_string()))?;
         s.id = *id;
         Ok(s)
     }
@@ -411,11 +482,13 @@ impl Repository {
     /// All readable snapshots, oldest first, and the ones that could not be read (with why).
     pub async fn snapshots_and_failures(&self) -> Result<(Vec<Snapshot>, Vec<(Id, Error)>)> {
         let ids = self.snapshot_ids().await?;
-        let loaded: Vec<(Id, Result<Snapshot>)> =
-            futures::stream::iter(ids.into_iter().map(|id| async move { (id, self.load_snapshot(&id).await) }))
-                .buffer_unordered(16)
-                .collect()
-                .await;
+        let loaded: Vec<(Id, Result<Snapshot>)> = futures::stream::iter(
+            ids.into_iter()
+                .map(|id| async move { (id, self.load_snapshot(&id).await) }),
+        )
+        .buffer_unordered(16)
+        .collect()
+        .await;
         let mut ok = Vec::with_capacity(loaded.len());
         let mut bad = Vec::new();
         for (id, r) in loaded {
@@ -445,10 +518,13 @@ impl Repository {
     pub async fn find_snapshot(&self, spec: &str) -> Result<Snapshot> {
         if spec == "latest" {
             let all = self.snapshots().await?;
-            return all.into_iter().last().ok_or_else(|| Error::SnapshotNotFound {
-                id: spec.into(),
-                reason: "the repository has no snapshots".into(),
-            });
+            return all
+                .into_iter()
+                .last()
+                .ok_or_else(|| Error::SnapshotNotFound {
+                    id: spec.into(),
+                    reason: "the repository has no snapshots".into(),
+                });
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.len() < 4 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -457,10 +533,18 @@ impl Repository {
                 reason: "expected `latest` or a hex snapshot id (at least 4 digits)".into(),
             });
         }
-        let ids: Vec<Id> = self.snapshot_ids().await?.into_iter().filter(|i| i.to_hex().starts_with(&spec_l)).collect();
+        let ids: Vec<Id> = self
+            .snapshot_ids()
+            .await?
+            .into_iter()
+            .filter(|i| i.to_hex().starts_with(&spec_l))
+            .collect();
         match ids.as_slice() {
             [one] => self.load_snapshot(one).await,
-            [] => Err(Error::SnapshotNotFound { id: spec.into(), reason: "no snapshot has this id".into() }),
+            [] => Err(Error::SnapshotNotFound {
+                id: spec.into(),
+                reason: "no snapshot has this id".into(),
+            }),
             _ => Err(Error::SnapshotNotFound {
                 id: spec.into(),
                 reason: format!("prefix matches {} snapshots; give more digits", ids.len()),
@@ -470,7 +554,9 @@ impl Repository {
 
     /// Deletes a snapshot manifest (its data is reclaimed by prune).
     pub async fn delete_snapshot(&self, id: &Id) -> Result<()> {
-        self.store.delete(&format!("snapshots/{}", id.to_hex())).await
+        self.store
+            .delete(&format!("snapshots/{}", id.to_hex()))
+            .await
     }
 
     /// Starts a packer that writes new blobs into packs (see [`packer::Packer`]).
@@ -498,4 +584,3 @@ impl Repository {
         Id::keyed(&self.key.id_key, data)
     }
 }
-

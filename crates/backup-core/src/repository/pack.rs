@@ -77,7 +77,10 @@ pub struct PackWriter {
 impl PackWriter {
     /// An empty pack with room for `capacity` bytes.
     pub fn new(capacity: usize) -> Self {
-        PackWriter { buf: Vec::with_capacity(capacity), blobs: Vec::new() }
+        PackWriter {
+            buf: Vec::with_capacity(capacity),
+            blobs: Vec::new(),
+        }
     }
 
     /// Bytes so far.
@@ -91,7 +94,15 @@ impl PackWriter {
     }
 
     /// Appends a blob: seals `payload` (already compressed if `compressed`) into the pack.
-    pub fn add(&mut self, key: &SealKey, kind: BlobType, id: Id, payload: &[u8], raw_len: usize, compressed: bool) {
+    pub fn add(
+        &mut self,
+        key: &SealKey,
+        kind: BlobType,
+        id: Id,
+        payload: &[u8],
+        raw_len: usize,
+        compressed: bool,
+    ) {
         let offset = self.buf.len();
         key.seal_into(&blob_aad(kind, &id), payload, &mut self.buf);
         self.blobs.push(PackedBlob {
@@ -132,7 +143,12 @@ pub fn read_header(key: &SealKey, name: &str, bytes: &[u8]) -> Result<Vec<Packed
 
 /// Reads the header from `tail`, the last bytes of a pack of `pack_len` bytes; `tail` must
 /// hold at least the header envelope and the 4-byte trailer.
-pub fn read_header_tail(key: &SealKey, name: &str, tail: &[u8], pack_len: u64) -> Result<Vec<PackedBlob>> {
+pub fn read_header_tail(
+    key: &SealKey,
+    name: &str,
+    tail: &[u8],
+    pack_len: u64,
+) -> Result<Vec<PackedBlob>> {
     if tail.len() < 4 || pack_len < tail.len() as u64 {
         return Err(Error::corrupt(name, "pack is shorter than its trailer"));
     }
@@ -149,15 +165,26 @@ pub fn read_header_tail(key: &SealKey, name: &str, tail: &[u8], pack_len: u64) -
     let mut offset = 0u64;
     let mut out = Vec::with_capacity(header.len() / HEADER_ENTRY_LEN);
     for e in header.chunks_exact(HEADER_ENTRY_LEN) {
-        let kind = BlobType::from_u8(e[0]).ok_or_else(|| Error::corrupt(name, "unknown blob type"))?;
+        let kind =
+            BlobType::from_u8(e[0]).ok_or_else(|| Error::corrupt(name, "unknown blob type"))?;
         let id = Id(e[2..34].try_into().expect("32 bytes"));
         let len = u32::from_le_bytes(e[34..38].try_into().expect("4 bytes"));
         let raw_len = u32::from_le_bytes(e[38..42].try_into().expect("4 bytes"));
-        out.push(PackedBlob { kind, id, offset: offset as u32, len, raw_len, compressed: e[1] & FLAG_ZSTD != 0 });
+        out.push(PackedBlob {
+            kind,
+            id,
+            offset: offset as u32,
+            len,
+            raw_len,
+            compressed: e[1] & FLAG_ZSTD != 0,
+        });
         offset += len as u64;
     }
     if offset != hstart {
-        return Err(Error::corrupt(name, "pack header does not describe the pack's contents"));
+        return Err(Error::corrupt(
+            name,
+            "pack header does not describe the pack's contents",
+        ));
     }
     Ok(out)
 }
@@ -166,7 +193,13 @@ pub fn read_header_tail(key: &SealKey, name: &str, tail: &[u8], pack_len: u64) -
 ///
 /// Errors: [`Error::Corrupt`] naming `object` when decryption, decompression, the length or the
 /// keyed hash does not match.
-pub fn open_blob(key: &SealKey, id_key: &[u8; 32], object: &str, b: &PackedBlob, envelope: &[u8]) -> Result<Vec<u8>> {
+pub fn open_blob(
+    key: &SealKey,
+    id_key: &[u8; 32],
+    object: &str,
+    b: &PackedBlob,
+    envelope: &[u8],
+) -> Result<Vec<u8>> {
     let plain = key.open(object, &blob_aad(b.kind, &b.id), envelope)?;
     let raw = if b.compressed {
         decompress(&plain, b.raw_len as usize)
@@ -175,7 +208,10 @@ pub fn open_blob(key: &SealKey, id_key: &[u8; 32], object: &str, b: &PackedBlob,
         plain
     };
     if raw.len() != b.raw_len as usize || Id::keyed(id_key, &raw) != b.id {
-        return Err(Error::corrupt(object, format!("blob {} does not match its id", b.id.short())));
+        return Err(Error::corrupt(
+            object,
+            format!("blob {} does not match its id", b.id.short()),
+        ));
     }
     Ok(raw)
 }
@@ -245,6 +281,13 @@ mod tests {
         let mut bad = bytes.clone();
         bad[3] ^= 0x40;
         let b = &hdr[0];
-        assert!(open_blob(&k.data, &k.id_key, "p", b, &bad[b.offset as usize..(b.offset + b.len) as usize]).is_err());
+        assert!(open_blob(
+            &k.data,
+            &k.id_key,
+            "p",
+            b,
+            &bad[b.offset as usize..(b.offset + b.len) as usize]
+        )
+        .is_err());
     }
 }

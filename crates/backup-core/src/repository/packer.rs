@@ -83,14 +83,21 @@ impl PackerHandle {
     ///
     /// Errors when the pipeline stopped (an upload failed); [`Packer::finish`] tells why.
     pub async fn add(&self, kind: BlobType, id: Id, raw: Vec<u8>) -> Result<()> {
-        self.queued_raw.fetch_add(raw.len() as u64, Ordering::Relaxed);
-        self.channel(kind).send(BlobJob { kind, id, raw }).await.map_err(|_| stopped())
+        self.queued_raw
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        self.channel(kind)
+            .send(BlobJob { kind, id, raw })
+            .await
+            .map_err(|_| stopped())
     }
 
     /// [`add`](Self::add) for blocking threads.
     pub fn add_blocking(&self, kind: BlobType, id: Id, raw: Vec<u8>) -> Result<()> {
-        self.queued_raw.fetch_add(raw.len() as u64, Ordering::Relaxed);
-        self.channel(kind).send_blocking(BlobJob { kind, id, raw }).map_err(|_| stopped())
+        self.queued_raw
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        self.channel(kind)
+            .send_blocking(BlobJob { kind, id, raw })
+            .map_err(|_| stopped())
     }
 
     /// Trees go to their own packs, so loading a snapshot's trees reads few packs.
@@ -128,14 +135,20 @@ impl Packer {
     /// Starts worker threads (one per core) and the uploader. `known` is the repository index
     /// used for deduplication.
     pub fn start(repo: Arc<Repository>, known: Arc<Index>) -> Packer {
-        let workers_n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let workers_n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let (tx, rx) = async_channel::bounded::<BlobJob>(2 * workers_n);
         let (tree_tx, tree_rx) = async_channel::bounded::<BlobJob>(64);
         let (ptx, prx) = tokio::sync::mpsc::channel::<FinishedPack>(1);
         let mut workers = Vec::with_capacity(workers_n + 1);
         // N data workers, plus one for tree blobs (small, cheap to compress).
         for i in 0..=workers_n {
-            let rx = if i < workers_n { rx.clone() } else { tree_rx.clone() };
+            let rx = if i < workers_n {
+                rx.clone()
+            } else {
+                tree_rx.clone()
+            };
             let ptx = ptx.clone();
             let repo = repo.clone();
             workers.push(
@@ -168,7 +181,11 @@ impl Packer {
     /// Closes the input, waits for every pack and index file to be stored, and returns the
     /// counters. Errors: the first store error of the pipeline.
     pub async fn finish(self) -> Result<PackerStats> {
-        let Packer { handle, workers, uploader } = self;
+        let Packer {
+            handle,
+            workers,
+            uploader,
+        } = self;
         handle.tx.close();
         handle.tree_tx.close();
         drop(handle);
@@ -179,11 +196,17 @@ impl Packer {
         })
         .await
         .map_err(|e| Error::InvalidInput(format!("pack worker failed: {e}")))?;
-        uploader.await.map_err(|e| Error::InvalidInput(format!("uploader failed: {e}")))?
+        uploader
+            .await
+            .map_err(|e| Error::InvalidInput(format!("uploader failed: {e}")))?
     }
 }
 
-fn worker(repo: Arc<Repository>, rx: async_channel::Receiver<BlobJob>, ptx: tokio::sync::mpsc::Sender<FinishedPack>) {
+fn worker(
+    repo: Arc<Repository>,
+    rx: async_channel::Receiver<BlobJob>,
+    ptx: tokio::sync::mpsc::Sender<FinishedPack>,
+) {
     let key = repo.key();
     let level = repo.config().compression_level;
     let pack_size = repo.config().pack_size as usize;
@@ -212,7 +235,10 @@ fn worker(repo: Arc<Repository>, rx: async_channel::Receiver<BlobJob>, ptx: toki
     }
 }
 
-async fn uploader(repo: Arc<Repository>, mut rx: tokio::sync::mpsc::Receiver<FinishedPack>) -> Result<PackerStats> {
+async fn uploader(
+    repo: Arc<Repository>,
+    mut rx: tokio::sync::mpsc::Receiver<FinishedPack>,
+) -> Result<PackerStats> {
     let mut stats = PackerStats::default();
     let mut pending = IndexFile::default();
     let mut inflight = FuturesUnordered::new();
@@ -246,7 +272,9 @@ async fn uploader(repo: Arc<Repository>, mut rx: tokio::sync::mpsc::Receiver<Fin
         }
     }
     if !pending.packs.is_empty() {
-        stats.index_files.push(repo.write_index_file(&pending).await?);
+        stats
+            .index_files
+            .push(repo.write_index_file(&pending).await?);
     }
     Ok(stats)
 }

@@ -49,7 +49,9 @@ impl<'de> Deserialize<'de> for RawName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         match RawRepr::deserialize(d)? {
             RawRepr::Str(s) => Ok(RawName(s.into_bytes())),
-            RawRepr::B64 { b64 } => unb64("name", &b64).map(RawName).map_err(serde::de::Error::custom),
+            RawRepr::B64 { b64 } => unb64("name", &b64)
+                .map(RawName)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -213,8 +215,9 @@ impl Tree {
     /// Decodes and validates a tree blob: every name must be a single, safe path component
     /// and names must be unique and sorted — a repository is hostile input.
     pub fn decode(id: &Id, data: &[u8]) -> Result<Tree> {
-        let t: Tree = serde_json::from_slice(data)
-            .map_err(|e| Error::corrupt(format!("tree {}", id.short()), format!("invalid tree: {e}")))?;
+        let t: Tree = serde_json::from_slice(data).map_err(|e| {
+            Error::corrupt(format!("tree {}", id.short()), format!("invalid tree: {e}"))
+        })?;
         for w in t.nodes.windows(2) {
             if w[0].name >= w[1].name {
                 return Err(Error::corrupt(
@@ -224,7 +227,8 @@ impl Tree {
             }
         }
         for n in &t.nodes {
-            validate_name(&n.name).map_err(|why| Error::corrupt(format!("tree {}", id.short()), why))?;
+            validate_name(&n.name)
+                .map_err(|why| Error::corrupt(format!("tree {}", id.short()), why))?;
         }
         Ok(t)
     }
@@ -301,11 +305,16 @@ mod tests {
     #[test]
     fn hostile_names_are_rejected() {
         for bad in [&b".."[..], b"/abs", b"a/b", b"", b"."] {
-            let t = Tree { nodes: vec![Node::new(RawName(bad.to_vec()), NodeKind::File)] };
+            let t = Tree {
+                nodes: vec![Node::new(RawName(bad.to_vec()), NodeKind::File)],
+            };
             assert!(Tree::decode(&Id([0; 32]), &t.encode()).is_err(), "{bad:?}");
         }
         let dup = Tree {
-            nodes: vec![Node::new(RawName(b"x".to_vec()), NodeKind::Symlink), Node::new(RawName(b"x".to_vec()), NodeKind::Dir)],
+            nodes: vec![
+                Node::new(RawName(b"x".to_vec()), NodeKind::Symlink),
+                Node::new(RawName(b"x".to_vec()), NodeKind::Dir),
+            ],
         };
         assert!(Tree::decode(&Id([0; 32]), &dup.encode()).is_err());
     }

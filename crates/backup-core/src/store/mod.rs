@@ -68,7 +68,11 @@ pub struct ObjectStoreBackend {
 impl ObjectStoreBackend {
     /// Wraps an `object_store` backend; `location` is what messages show.
     pub fn new(inner: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
-        ObjectStoreBackend { inner, location: location.into(), local_root: None }
+        ObjectStoreBackend {
+            inner,
+            location: location.into(),
+            local_root: None,
+        }
     }
 
     /// A repository in a local folder, created (with parents) if `create` is set.
@@ -76,12 +80,17 @@ impl ObjectStoreBackend {
     /// Errors: [`Error::RepositoryNotFound`] if the folder is missing and `create` is false.
     pub fn local(dir: &std::path::Path, create: bool) -> Result<Self> {
         if dir.exists() && !dir.is_dir() {
-            return Err(Error::InvalidInput(format!("repository location {} is a file, not a directory", dir.display())));
+            return Err(Error::InvalidInput(format!(
+                "repository location {} is a file, not a directory",
+                dir.display()
+            )));
         }
         if create {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         } else if !dir.is_dir() {
-            return Err(Error::RepositoryNotFound { repo: dir.display().to_string() });
+            return Err(Error::RepositoryNotFound {
+                repo: dir.display().to_string(),
+            });
         }
         let fs = LocalFileSystem::new_with_prefix(dir).map_err(Error::Store)?;
         let mut me = Self::new(Arc::new(fs), dir.display().to_string());
@@ -98,7 +107,10 @@ pub fn open_store(url: &str, create: bool) -> Result<Arc<dyn Store>> {
         return Err(Error::InvalidInput("empty repository location".into()));
     }
     if let Some(rest) = url.strip_prefix("file://") {
-        return Ok(Arc::new(ObjectStoreBackend::local(std::path::Path::new(rest), create)?));
+        return Ok(Arc::new(ObjectStoreBackend::local(
+            std::path::Path::new(rest),
+            create,
+        )?));
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::InvalidInput(format!(
@@ -109,13 +121,19 @@ pub fn open_store(url: &str, create: bool) -> Result<Arc<dyn Store>> {
     let abs = if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map_err(|e| Error::io(".", e))?.join(p)
+        std::env::current_dir()
+            .map_err(|e| Error::io(".", e))?
+            .join(p)
     };
     Ok(Arc::new(ObjectStoreBackend::local(&abs, create)?))
 }
 
 fn info(m: object_store::ObjectMeta) -> ObjectInfo {
-    ObjectInfo { path: m.location.to_string(), size: m.size, last_modified: m.last_modified }
+    ObjectInfo {
+        path: m.location.to_string(),
+        size: m.size,
+        last_modified: m.last_modified,
+    }
 }
 
 #[async_trait]
@@ -134,8 +152,15 @@ impl Store for ObjectStoreBackend {
     }
 
     async fn put_new(&self, path: &str, data: Bytes) -> Result<bool> {
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.inner.put_opts(&ObjPath::from(path), PutPayload::from(data), opts).await {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&ObjPath::from(path), PutPayload::from(data), opts)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(e.into()),
@@ -143,7 +168,9 @@ impl Store for ObjectStoreBackend {
     }
 
     async fn put_overwrite(&self, path: &str, data: Bytes) -> Result<()> {
-        self.inner.put(&ObjPath::from(path), PutPayload::from(data)).await?;
+        self.inner
+            .put(&ObjPath::from(path), PutPayload::from(data))
+            .await?;
         Ok(())
     }
 
@@ -169,7 +196,9 @@ impl Store for ObjectStoreBackend {
     }
 
     async fn flush(&self) -> Result<()> {
-        let Some(root) = self.local_root.clone() else { return Ok(()) };
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
         tokio::task::spawn_blocking(move || {
             use std::os::fd::AsRawFd;
             let dir = std::fs::File::open(&root).map_err(|e| Error::io(&root, e))?;

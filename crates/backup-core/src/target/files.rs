@@ -34,7 +34,10 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
             Component::ParentDir => {
                 if !out.pop() {
-                    return Err(Error::InvalidInput(format!("path {} climbs above /", p.display())));
+                    return Err(Error::InvalidInput(format!(
+                        "path {} climbs above /",
+                        p.display()
+                    )));
                 }
             }
             Component::Normal(n) => out.push(n),
@@ -67,7 +70,11 @@ impl Excludes {
                 )));
             }
             // `dir/` means the directory `dir`.
-            let p = if p.len() > 1 { p.trim_end_matches('/') } else { p.as_str() };
+            let p = if p.len() > 1 {
+                p.trim_end_matches('/')
+            } else {
+                p.as_str()
+            };
             let glob = GlobBuilder::new(p)
                 .literal_separator(true)
                 .build()
@@ -80,7 +87,10 @@ impl Excludes {
                 nn += 1;
             }
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::InvalidInput(format!("exclude patterns: {e}")));
+        let build = |b: GlobSetBuilder| {
+            b.build()
+                .map_err(|e| Error::InvalidInput(format!("exclude patterns: {e}")))
+        };
         Ok(Excludes {
             by_path: if np > 0 { Some(build(path_b)?) } else { None },
             by_name: if nn > 0 { Some(build(name_b)?) } else { None },
@@ -89,7 +99,10 @@ impl Excludes {
 
     fn excluded(&self, path: &Path, name: &[u8]) -> bool {
         self.by_path.as_ref().is_some_and(|g| g.is_match(path))
-            || self.by_name.as_ref().is_some_and(|g| g.is_match(Path::new(std::ffi::OsStr::from_bytes(name))))
+            || self
+                .by_name
+                .as_ref()
+                .is_some_and(|g| g.is_match(Path::new(std::ffi::OsStr::from_bytes(name))))
     }
 }
 
@@ -127,7 +140,10 @@ impl FilesTarget {
                 kept.push(r);
             }
         }
-        Ok(FilesTarget { roots: kept, excludes })
+        Ok(FilesTarget {
+            roots: kept,
+            excludes,
+        })
     }
 
     fn trie(&self) -> Trie {
@@ -151,12 +167,18 @@ impl Target for FilesTarget {
     }
 
     fn paths(&self) -> Vec<String> {
-        self.roots.iter().map(|p| crate::repository::tree::display_path(p)).collect()
+        self.roots
+            .iter()
+            .map(|p| crate::repository::tree::display_path(p))
+            .collect()
     }
 
     fn walk(&self, emit: &mut dyn FnMut(WalkEvent) -> Result<()>) -> Result<()> {
         let trie = self.trie();
-        let mut w = Walker { excludes: &self.excludes, emit };
+        let mut w = Walker {
+            excludes: &self.excludes,
+            emit,
+        };
         if trie.source {
             // The root directory itself is a source: its entries form the root tree.
             return w.dir_entries(Path::new("/"));
@@ -172,7 +194,10 @@ struct Walker<'a> {
 
 impl Walker<'_> {
     fn error(&mut self, path: &Path, e: impl std::fmt::Display) -> Result<()> {
-        (self.emit)(WalkEvent::Error(PathError { path: crate::repository::tree::display_path(&path), message: e.to_string() }))
+        (self.emit)(WalkEvent::Error(PathError {
+            path: crate::repository::tree::display_path(path),
+            message: e.to_string(),
+        }))
     }
 
     /// A level of the synthetic tree above the sources: only the named children are walked.
@@ -289,12 +314,17 @@ pub fn node_from(path: &Path, name: &[u8], md: &std::fs::Metadata) -> Node {
 }
 
 fn read_xattrs(path: &Path) -> Vec<Xattr> {
-    let Ok(names) = xattr::list(path) else { return Vec::new() };
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
     let mut out: Vec<Xattr> = names
         .filter(|n| n.as_bytes().starts_with(b"user."))
         .filter_map(|n| {
             let v = xattr::get(path, &n).ok()??;
-            Some(Xattr { name: RawName(n.into_vec()), value: b64(&v) })
+            Some(Xattr {
+                name: RawName(n.into_vec()),
+                value: b64(&v),
+            })
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -307,7 +337,10 @@ mod tests {
 
     #[test]
     fn absolute_normalizes_lexically() {
-        assert_eq!(absolute(Path::new("/a/./b/../c")).unwrap(), PathBuf::from("/a/c"));
+        assert_eq!(
+            absolute(Path::new("/a/./b/../c")).unwrap(),
+            PathBuf::from("/a/c")
+        );
         assert!(absolute(Path::new("/..")).is_err());
     }
 

@@ -41,17 +41,30 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// exercise multi-chunk files and multi-pack snapshots.
 pub fn fast_init_options() -> InitOptions {
     InitOptions {
-        chunker: ChunkerParams { min_size: 4096, avg_size: 16384, max_size: 65536 },
+        chunker: ChunkerParams {
+            min_size: 4096,
+            avg_size: 16384,
+            max_size: 65536,
+        },
         pack_size: 256 * 1024,
-        kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 },
+        kdf: KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
         ..Default::default()
     }
 }
 
 /// Initialises a repository in `dir` (created) with [`fast_init_options`].
 pub async fn init_repo(dir: &Path) -> Arc<Repository> {
-    let store = backup_core::store::open_store(dir.to_str().expect("utf-8 temp path"), true).expect("open store");
-    Arc::new(Repository::init(store, PASSWORD, fast_init_options()).await.expect("init repository"))
+    let store = backup_core::store::open_store(dir.to_str().expect("utf-8 temp path"), true)
+        .expect("open store");
+    Arc::new(
+        Repository::init(store, PASSWORD, fast_init_options())
+            .await
+            .expect("init repository"),
+    )
 }
 
 /// The host name as `gethostname(2)` reports it (what lock files record).
@@ -78,7 +91,10 @@ pub struct RawRepo {
 impl RawRepo {
     pub async fn start(repo: &Arc<Repository>) -> RawRepo {
         let packer = repo.packer().await.expect("start packer");
-        RawRepo { repo: repo.clone(), packer: Some(packer) }
+        RawRepo {
+            repo: repo.clone(),
+            packer: Some(packer),
+        }
     }
 
     async fn add(&self, kind: BlobType, bytes: Vec<u8>) -> Id {
@@ -182,15 +198,25 @@ pub fn dir_state(root: &Path) -> BTreeMap<Vec<u8>, EntryState> {
     let mut out = BTreeMap::new();
     for p in walk(root) {
         let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {p:?}: {e}"));
-        let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+        let rel = p
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
         let mode = md.mode() & 0o7777;
         let ft = md.file_type();
         let st = if ft.is_dir() {
             EntryState::Dir { mode }
         } else if ft.is_file() {
-            EntryState::File { mode, content: fs::read(&p).unwrap_or_else(|e| panic!("read {p:?}: {e}")) }
+            EntryState::File {
+                mode,
+                content: fs::read(&p).unwrap_or_else(|e| panic!("read {p:?}: {e}")),
+            }
         } else if ft.is_symlink() {
-            EntryState::Symlink { target: fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec() }
+            EntryState::Symlink {
+                target: fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec(),
+            }
         } else {
             EntryState::Other { mode }
         };
@@ -207,7 +233,11 @@ fn brief(e: &EntryState) -> String {
     match e {
         EntryState::Dir { mode } => format!("dir {mode:o}"),
         EntryState::File { mode, content } => {
-            format!("file {mode:o}, {} bytes, blake3 {}", content.len(), &blake3::hash(content).to_hex()[..16])
+            format!(
+                "file {mode:o}, {} bytes, blake3 {}",
+                content.len(),
+                &blake3::hash(content).to_hex()[..16]
+            )
         }
         EntryState::Symlink { target } => format!("symlink -> {}", show(target)),
         EntryState::Other { mode } => format!("other {mode:o}"),
@@ -215,12 +245,17 @@ fn brief(e: &EntryState) -> String {
 }
 
 /// The differences between two tree states, one line each.
-pub fn state_diffs(want: &BTreeMap<Vec<u8>, EntryState>, got: &BTreeMap<Vec<u8>, EntryState>) -> Vec<String> {
+pub fn state_diffs(
+    want: &BTreeMap<Vec<u8>, EntryState>,
+    got: &BTreeMap<Vec<u8>, EntryState>,
+) -> Vec<String> {
     let mut d = Vec::new();
     for (k, w) in want {
         match got.get(k) {
             None => d.push(format!("{}: missing (want {})", show(k), brief(w))),
-            Some(g) if g != w => d.push(format!("{}: want {}, got {}", show(k), brief(w), brief(g))),
+            Some(g) if g != w => {
+                d.push(format!("{}: want {}, got {}", show(k), brief(w), brief(g)))
+            }
             _ => {}
         }
     }
@@ -234,9 +269,18 @@ pub fn state_diffs(want: &BTreeMap<Vec<u8>, EntryState>, got: &BTreeMap<Vec<u8>,
 
 /// Panics with every difference unless `got` equals `want`.
 #[track_caller]
-pub fn assert_same_state(want: &BTreeMap<Vec<u8>, EntryState>, got: &BTreeMap<Vec<u8>, EntryState>, what: &str) {
+pub fn assert_same_state(
+    want: &BTreeMap<Vec<u8>, EntryState>,
+    got: &BTreeMap<Vec<u8>, EntryState>,
+    what: &str,
+) {
     let d = state_diffs(want, got);
-    assert!(d.is_empty(), "{what}: {} differences:\n  {}", d.len(), d.iter().take(40).cloned().collect::<Vec<_>>().join("\n  "));
+    assert!(
+        d.is_empty(),
+        "{what}: {} differences:\n  {}",
+        d.len(),
+        d.iter().take(40).cloned().collect::<Vec<_>>().join("\n  ")
+    );
 }
 
 /// All entries below `root` (not `root` itself), not following symlinks, sorted.
@@ -246,7 +290,9 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
         let mut entries: Vec<PathBuf> = rd.map(|e| e.expect("read_dir entry").path()).collect();
         entries.sort();
         for p in entries {
-            let is_dir = fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
+            let is_dir = fs::symlink_metadata(&p)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
             out.push(p.clone());
             if is_dir {
                 rec(&p, out);
@@ -262,7 +308,10 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
 pub fn paths_named(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
     walk(root)
         .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n.as_bytes().windows(needle.len()).any(|w| w == needle)))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.as_bytes().windows(needle.len()).any(|w| w == needle))
+        })
         .collect()
 }
 
