@@ -16,10 +16,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     tune_allocator();
-    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`).
-    // SAFETY: setting a signal disposition before any thread exists.
+    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`); and
+    // create repository objects readable by their owner only (restored entries get the modes
+    // recorded in the snapshot regardless).
+    // SAFETY: setting a signal disposition and the umask before any thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::umask(0o077);
     }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,

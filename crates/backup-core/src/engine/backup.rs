@@ -157,7 +157,12 @@ pub async fn backup(
             TargetSpec::Files(p) => p.clone(),
         })
         .collect();
-    let target = Arc::new(FilesTarget::new(&paths, Excludes::new(&opts.excludes)?)?);
+    let mut excludes = Excludes::new(&opts.excludes)?;
+    // A repository inside a source folder is never backed up into itself.
+    if let Some(root) = repo.store().local_root() {
+        excludes = excludes.with_path(root.to_path_buf());
+    }
+    let target = Arc::new(FilesTarget::new(&paths, excludes)?);
     let guard = lock::acquire(repo.store().clone(), false, "backup").await?;
     // The lock is held until the manifest is written: a prune in between would see this
     // backup's packs as unreferenced.

@@ -365,14 +365,16 @@ async fn run(
                             continue;
                         }
                     };
-                    let zero = data.iter().all(|&x| x == 0);
+                    let mut all_zero: Option<bool> = None;
                     for (job, off) in targets {
                         let j = &jobs[*job];
-                        if entries[j.idx].node.sparse && zero {
-                            continue; // leave a hole
-                        }
                         if j.failed.lock().expect("poisoned").is_some() {
                             continue;
+                        }
+                        if entries[j.idx].node.sparse
+                            && *all_zero.get_or_insert_with(|| data.iter().all(|&b| b == 0))
+                        {
+                            continue; // a whole-blob hole: nothing to write
                         }
                         // Keep only the last file open: a pack can feed thousands of files.
                         if open.as_ref().map(|(j, _)| *j) != Some(*job) {
@@ -390,12 +392,10 @@ async fn run(
                             }
                         }
                         let f = &open.as_ref().expect("opened above").1;
-                        match f.write_all_at(&data, *off) {
-                            Ok(()) => {
-                                written.fetch_add(
-                                    data.len() as u64,
-                                    std::sync::atomic::Ordering::Relaxed,
-                                );
+                        let sparse = entries[j.idx].node.sparse;
+                        match write_blob(f, &data, *off, sparse) {
+                            Ok(n) => {
+                                written.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                             }
                             Err(e) => fail(j, e.to_string()),
                         }
@@ -512,6 +512,40 @@ async fn run(
         }
     }
     Ok(summary)
+}
+
+/// Block size for hole detection in sparse files (bytes).
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes `data` at `offset`. For a sparse file, all-zero 4 KiB blocks are skipped so they
+/// stay holes (the file was pre-sized with `set_len`). Returns the bytes written.
+fn write_blob(f: &File, data: &[u8], offset: u64, sparse: bool) -> std::io::Result<u64> {
+    if !sparse {
+        f.write_all_at(data, offset)?;
+        return Ok(data.len() as u64);
+    }
+    let mut written = 0u64;
+    let mut run_start: Option<usize> = None;
+    let mut pos = 0;
+    while pos < data.len() {
+        let end = (pos + HOLE_BLOCK).min(data.len());
+        let zero = data[pos..end].iter().all(|&b| b == 0);
+        match (zero, run_start) {
+            (false, None) => run_start = Some(pos),
+            (true, Some(s)) => {
+                f.write_all_at(&data[s..pos], offset + s as u64)?;
+                written += (pos - s) as u64;
+                run_start = None;
+            }
+            _ => {}
+        }
+        pos = end;
+    }
+    if let Some(s) = run_start {
+        f.write_all_at(&data[s..], offset + s as u64)?;
+        written += (data.len() - s) as u64;
+    }
+    Ok(written)
 }
 
 fn fail(job: &FileJob, msg: String) {

@@ -49,6 +49,11 @@ pub trait Store: Send + Sync + 'static {
     async fn head(&self, path: &str) -> Result<Option<ObjectInfo>>;
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, path: &str) -> Result<()>;
+    /// The folder holding the repository, when the store is the local filesystem (backups
+    /// exclude it so a repository never backs itself up).
+    fn local_root(&self) -> Option<&std::path::Path> {
+        None
+    }
     /// Makes every completed write durable (local folder: `syncfs(2)`; object stores are
     /// durable once a PUT returns). Called before a commit point such as a snapshot manifest.
     async fn flush(&self) -> Result<()> {
@@ -117,14 +122,9 @@ pub fn open_store(url: &str, create: bool) -> Result<Arc<dyn Store>> {
             "repository URL {url}: scheme {scheme}:// is not supported by this build (use a local path)"
         )));
     }
-    let p = std::path::Path::new(url);
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| Error::io(".", e))?
-            .join(p)
-    };
+    // Absolute and lexically normal, so messages and the backup's self-exclusion use the same
+    // form as the paths being walked.
+    let abs = crate::target::files::absolute(std::path::Path::new(url))?;
     Ok(Arc::new(ObjectStoreBackend::local(&abs, create)?))
 }
 
@@ -193,6 +193,10 @@ impl Store for ObjectStoreBackend {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
     }
 
     async fn flush(&self) -> Result<()> {

@@ -52,6 +52,7 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
 pub struct Excludes {
     by_path: Option<GlobSet>,
     by_name: Option<GlobSet>,
+    exact: Vec<PathBuf>,
 }
 
 impl Excludes {
@@ -94,11 +95,20 @@ impl Excludes {
         Ok(Excludes {
             by_path: if np > 0 { Some(build(path_b)?) } else { None },
             by_name: if nn > 0 { Some(build(name_b)?) } else { None },
+
+            exact: Vec::new(),
         })
     }
 
+    /// Also excludes exactly `path` (and so everything below it).
+    pub fn with_path(mut self, path: PathBuf) -> Excludes {
+        self.exact.push(path);
+        self
+    }
+
     fn excluded(&self, path: &Path, name: &[u8]) -> bool {
-        self.by_path.as_ref().is_some_and(|g| g.is_match(path))
+        self.exact.iter().any(|p| p == path)
+            || self.by_path.as_ref().is_some_and(|g| g.is_match(path))
             || self
                 .by_name
                 .as_ref()
