@@ -256,6 +256,7 @@ async fn run(
         ..Default::default()
     };
 
+    progress.phase("creating directories and files");
     // 1. Directories, parents first. Created 0700 so read-only ones can be filled.
     // Anything below a failed directory is skipped.
     let mut failed_dirs: Vec<PathBuf> = Vec::new();
@@ -348,6 +349,11 @@ async fn run(
             tokio::task::spawn_blocking(move || {
                 let key = repo.key();
                 let mut open: Option<(usize, File)> = None;
+                // File bytes this pack provides (holes included), for progress.
+                let logical: u64 = blobs
+                    .iter()
+                    .map(|(b, t)| b.raw_len as u64 * t.len() as u64)
+                    .sum();
                 for (b, targets) in blobs.iter() {
                     let range = b.offset as u64..b.offset as u64 + b.len as u64;
                     let data = rt
@@ -401,6 +407,7 @@ async fn run(
                         }
                     }
                 }
+                logical
             })
             .await
             .map_err(|e| Error::InvalidInput(format!("restore task failed: {e}")))
@@ -408,14 +415,14 @@ async fn run(
     }))
     .buffer_unordered(conc);
     while let Some(r) = packs.next().await {
-        r?;
+        progress.add_bytes(r?);
         progress.add_item();
     }
     drop(packs);
     summary.bytes_written = written.load(std::sync::atomic::Ordering::Relaxed);
 
     // 4. Finish files: verify, metadata, rename into place — or remove the temp file.
-    progress.phase("finishing");
+    progress.phase("verifying and renaming files into place");
     let digest_key = repo.key().digest_key;
     let verify = opts.verify;
     let owners = opts.owners;
