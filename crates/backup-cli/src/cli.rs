@@ -219,6 +219,9 @@ pub struct CheckArgs {
 pub struct ForgetArgs {
     /// Remove these snapshots (ids or prefixes), even damaged ones; no rule is applied.
     pub ids: Vec<String>,
+    /// With ids: also remove snapshots whose retention time has not passed.
+    #[arg(long)]
+    pub force: bool,
     /// Keep the N newest snapshots.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub keep_last: Option<u32>,

@@ -113,11 +113,18 @@ async fn init(s: &Settings, a: InitArgs) -> Result<u8> {
 }
 
 async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
+    // A config name may stand for several comma-separated specs.
     let targets = a
         .targets
         .iter()
         .filter(|t| !t.is_empty())
-        .map(|t| s.target(t).parse())
+        .flat_map(|t| {
+            s.target(t)
+                .split(',')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .map(|t| t.parse())
         .collect::<backup_core::Result<Vec<_>>>()?;
     let repo = s.open().await?;
     let opts = backup::BackupOptions {
@@ -177,6 +184,12 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
 }
 
 async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
+    if a.format.is_some() && a.destination.is_some() {
+        bail!("--format tar writes to stdout; drop --destination (or redirect: > file.tar)");
+    }
+    if !a.targets.is_empty() && !a.include.is_empty() {
+        bail!("give --targets or --include, not both (--targets T is --include with T's path)");
+    }
     let repo = s.open().await?;
     let snap = repo.find_snapshot(&a.snapshot).await?;
     let mut include = a.include.clone();
@@ -510,6 +523,20 @@ async fn forget_cmd(s: &Settings, a: ForgetArgs) -> Result<u8> {
             bail!("give snapshot ids or --keep-* rules, not both");
         }
         let repo = s.open().await?;
+        if !a.force {
+            let now = chrono::Utc::now();
+            for id in &a.ids {
+                if let Ok(snap) = repo.find_snapshot(id).await {
+                    if let Some(until) = snap.retention_until.filter(|u| *u > now) {
+                        bail!(
+                            "snapshot {} is kept until {} (--retention-days); add --force to remove it anyway",
+                            snap.id.short(),
+                            until.format("%Y-%m-%d %H:%M UTC")
+                        );
+                    }
+                }
+            }
+        }
         let removed = forget::forget_ids(&repo, &a.ids, a.dry_run).await?;
         if s.json {
             print_json(&json!({"removed": removed, "dry_run": a.dry_run}))?;

@@ -16,13 +16,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     tune_allocator();
-    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`); and
-    // create repository objects readable by their owner only (restored entries get the modes
-    // recorded in the snapshot regardless).
-    // SAFETY: setting a signal disposition and the umask before any thread exists.
+    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`).
+    // SAFETY: setting a signal disposition before any thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::umask(0o077);
     }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
@@ -43,6 +40,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Repository objects are created readable by their owner only. A restore keeps the
+    // user's umask: it creates the destination's own folders.
+    if !matches!(cli.command, cli::Command::Restore(_)) {
+        // SAFETY: umask only changes this process's file-creation mask.
+        unsafe {
+            libc::umask(0o077);
+        }
+    }
     let json = cli.global.json;
     match rt.block_on(commands::run(cli)) {
         Ok(code) => ExitCode::from(code),

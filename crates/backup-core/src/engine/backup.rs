@@ -161,6 +161,10 @@ pub async fn backup(
     // A repository inside a source folder is never backed up into itself.
     if let Some(root) = repo.store().local_root() {
         excludes = excludes.with_path(root.to_path_buf());
+        // Also its real location, when it was reached through a symlink.
+        if let Ok(real) = std::fs::canonicalize(root) {
+            excludes = excludes.with_path(real);
+        }
     }
     let target = Arc::new(FilesTarget::new(&paths, excludes)?);
     let guard = lock::acquire(repo.store().clone(), false, "backup").await?;
@@ -233,6 +237,7 @@ async fn run(
 
     // Walker: lstat, parent lookup and hard-link detection on one blocking thread.
     let walk_repo = repo.clone();
+    let walk_handle = handle.clone();
     let rt = tokio::runtime::Handle::current();
     let walker = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut stack: Vec<ParentLevel> = vec![root_level];
@@ -305,7 +310,13 @@ async fn run(
                             }
                         }
                         match prev {
-                            Some(p) if reuse && node.unchanged_since(&p) => {
+                            // Reuse only what the repository still holds (after a lost pack and
+                            // repair-index, the file is read again and the data stored anew).
+                            Some(p)
+                                if reuse
+                                    && node.unchanged_since(&p)
+                                    && p.content.iter().all(|id| walk_handle.has(id)) =>
+                            {
                                 let mut n = node;
                                 n.content = p.content.clone();
                                 n.digest = p.digest;

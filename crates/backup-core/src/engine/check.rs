@@ -108,6 +108,11 @@ pub async fn check(
     opts: &CheckOptions,
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
+    tracing::info!(
+        "checking {} (reading data: {})",
+        repo.store().location(),
+        opts.read_data || opts.read_data_subset.is_some()
+    );
     repo.locked(false, "check", run_check(repo, opts, progress))
         .await
 }

@@ -70,6 +70,11 @@ pub async fn prune(
     opts: &PruneOptions,
     progress: &dyn Progress,
 ) -> Result<PruneReport> {
+    tracing::info!(
+        "prune of {} (dry run: {})",
+        repo.store().location(),
+        opts.dry_run
+    );
     let r = repo.locked(true, "prune", run(repo, opts, progress)).await;
     repo.invalidate_index().await;
     r

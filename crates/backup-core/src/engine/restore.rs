@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -127,6 +127,11 @@ pub async fn restore(
 ) -> Result<RestoreSummary> {
     let dest = crate::target::files::absolute(&opts.destination)?;
     prepare_destination(&dest, opts.overwrite)?;
+    tracing::info!(
+        "restoring snapshot {} into {}",
+        snap.id.short(),
+        display_path(&dest)
+    );
     repo.locked(false, "restore", run(repo, snap, opts, &dest, progress))
         .await
 }
@@ -578,19 +583,35 @@ fn create_temp(temp: &Path, size: u64) -> std::result::Result<(), String> {
     f.set_len(size).map_err(|e| e.to_string())
 }
 
-/// Prefix of the temporary names restored files are written under.
+/// Prefix of the temporary names restored files are written under:
+/// `.dbm-restore-<16 hex digits>.tmp`.
 const TEMP_PREFIX: &str = ".dbm-restore-";
+
+fn is_temp_name(b: &[u8]) -> bool {
+    b.len() == TEMP_PREFIX.len() + 16 + 4
+        && b.starts_with(TEMP_PREFIX.as_bytes())
+        && b.ends_with(b".tmp")
+        && b[TEMP_PREFIX.len()..TEMP_PREFIX.len() + 16]
+            .iter()
+            .all(|c| c.is_ascii_hexdigit())
+}
 
 fn make_dir(p: &Path, overwrite: bool) -> std::result::Result<(), String> {
     match std::fs::symlink_metadata(p) {
         Ok(md) if md.is_dir() => {
-            // Restoring over an earlier, interrupted restore: drop its temporary files.
+            // An existing directory must be writable by us until its metadata is applied at
+            // the end (a read-only one from an earlier restore, for a non-root user).
+            if md.permissions().mode() & 0o700 != 0o700 {
+                let mut perm = md.permissions();
+                perm.set_mode(md.permissions().mode() | 0o700);
+                std::fs::set_permissions(p, perm).map_err(|e| e.to_string())?;
+            }
+            // Restoring over an earlier, interrupted restore: drop its temporary files (only
+            // names of exactly the form this module generates).
             if overwrite {
                 if let Ok(rd) = std::fs::read_dir(p) {
                     for e in rd.flatten() {
-                        let n = e.file_name();
-                        let b = n.as_bytes();
-                        if b.starts_with(TEMP_PREFIX.as_bytes()) && b.ends_with(b".tmp") {
+                        if is_temp_name(e.file_name().as_bytes()) {
                             let _ = std::fs::remove_file(e.path());
                         }
                     }

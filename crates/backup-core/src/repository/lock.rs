@@ -95,7 +95,12 @@ pub async fn acquire(store: Arc<dyn Store>, exclusive: bool, purpose: &str) -> R
     let body = Bytes::from(serde_json::to_vec(&info).expect("lock serializes"));
     let id = random_id();
     let path = format!("locks/{id}");
-    store.put_new(&path, body.clone()).await?;
+    store.put_new(&path, body.clone()).await.map_err(|e| {
+        Error::Locked(format!(
+            "cannot create a lock in {}/locks ({e}); to read a read-only repository, add --no-lock",
+            store.location()
+        ))
+    })?;
     let result = check_conflicts(&*store, &path, exclusive, &me).await;
     if let Err(e) = result {
         let _ = store.delete(&path).await;
