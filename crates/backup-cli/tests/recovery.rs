@@ -33,15 +33,23 @@ fn incremental_after_lost_pack_stores_the_data_again() {
     repo.backup_ok(&[&root], &[]);
     let packs = repo.pack_files();
     assert!(packs.len() > 1, "expected several packs, got {packs:?}");
-    let biggest = packs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let biggest = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
     std::fs::remove_file(biggest).unwrap();
     repo.run(["check"]).expect_code(1);
     repo.run(["repair-index"]).expect_success();
 
     let second = repo.backup_ok(&[&root], &[]);
-    assert!(second.summary.bytes_read > 0, "the lost data must be read again: {:?}", second.summary);
+    assert!(
+        second.summary.bytes_read > 0,
+        "the lost data must be read again: {:?}",
+        second.summary
+    );
     let dest = tempdir();
-    repo.restore("latest", &dest.path().join("out"), ["--verify"]).expect_success();
+    repo.restore("latest", &dest.path().join("out"), ["--verify"])
+        .expect_success();
     assert_trees_equal(&root, &restored_path(&dest.path().join("out"), &root));
     // Same content, same blob ids: storing the data again heals the first snapshot too.
     repo.run(["check", "--read-data"]).expect_success();
@@ -58,15 +66,20 @@ fn overwrite_keeps_user_files_that_look_like_temp_files() {
     repo.backup_ok(&[&root], &[]);
     let dest = tempdir();
     let out = dest.path().join("out");
-    repo.restore("latest", &out, Vec::<&str>::new()).expect_success();
+    repo.restore("latest", &out, Vec::<&str>::new())
+        .expect_success();
     let restored = restored_path(&out, &root);
     let mine = restored.join(".dbm-restore-mine.tmp");
     let leftover = restored.join(".dbm-restore-0123456789abcdef.tmp");
     write_file(&mine, b"user data");
     write_file(&leftover, b"left by an interrupted restore");
-    repo.restore("latest", &out, ["--overwrite"]).expect_success();
+    repo.restore("latest", &out, ["--overwrite"])
+        .expect_success();
     assert_eq!(std::fs::read(&mine).unwrap(), b"user data");
-    assert!(!leftover.exists(), "a leftover temporary file was not removed");
+    assert!(
+        !leftover.exists(),
+        "a leftover temporary file was not removed"
+    );
     assert_eq!(std::fs::read(restored.join("a")).unwrap(), b"data");
     assert!(Path::new(&restored).is_dir());
 }

@@ -226,7 +226,17 @@ async fn run(
     };
     let reuse = backup_type == BackupType::Incremental;
     let root_level = match &parent {
-        Some(p) => level_of(repo.load_tree(&p.tree).await?),
+        Some(p) => match repo.load_tree(&p.tree).await {
+            Ok(t) => level_of(t),
+            // A damaged parent only costs speed: every file is read again.
+            Err(e) => {
+                tracing::warn!(
+                    "parent snapshot {} unreadable, reading every file: {e}",
+                    p.id.short()
+                );
+                None
+            }
+        },
         None => None,
     };
 
