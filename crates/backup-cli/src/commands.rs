@@ -646,6 +646,12 @@ fn print_prune(p: &prune::PruneReport) {
         p.blobs_used,
         p.blobs_removed
     );
+    if p.partial_uploads_deleted > 0 {
+        println!(
+            "removed {} partial upload(s) left by interrupted writes",
+            p.partial_uploads_deleted
+        );
+    }
 }
 
 async fn prune_cmd(s: &Settings, a: PruneArgs) -> Result<u8> {

@@ -1,5 +1,5 @@
-//! Recovery paths: a lost pack healed by the next backup after `repair-index`, and an
-//! interrupted restore cleaned up without touching the user's own files.
+//! Recovery paths: a lost pack healed by the next backup after `repair-index`, an interrupted
+//! restore cleaned up without touching the user's own files, partial uploads removed by prune.
 
 mod support;
 
@@ -82,4 +82,32 @@ fn overwrite_keeps_user_files_that_look_like_temp_files() {
     );
     assert_eq!(std::fs::read(restored.join("a")).unwrap(), b"data");
     assert!(Path::new(&restored).is_dir());
+}
+
+/// A write interrupted by a kill leaves a staging file (`<name>#<n>`) that no listing shows;
+/// prune removes it and the repository stays clean.
+#[test]
+fn prune_removes_partial_uploads() {
+    let repo = Repo::init();
+    let src = tempdir();
+    let root = src.path().join("src");
+    mkdirs(&root);
+    write_file(&root.join("a"), &random_bytes(100_000, 7));
+    repo.backup_ok(&[&root], &[]);
+    let pack = repo.pack_files().pop().expect("a pack");
+    let staging = pack
+        .parent()
+        .unwrap()
+        .join(format!("{}#1", pack.file_name().unwrap().to_string_lossy()));
+    write_file(&staging, b"half a pack");
+    repo.run(["prune"]).expect_success();
+    assert!(
+        !staging.exists(),
+        "prune left the partial upload {staging:?}"
+    );
+    repo.run(["check", "--read-data"]).expect_success();
+    let dest = tempdir();
+    repo.restore("latest", &dest.path().join("out"), Vec::<&str>::new())
+        .expect_success();
+    assert_trees_equal(&root, &restored_path(&dest.path().join("out"), &root));
 }

@@ -60,6 +60,8 @@ pub struct PruneReport {
     pub blobs_used: usize,
     /// Blobs removed.
     pub blobs_removed: usize,
+    /// Partial uploads (staging files of interrupted writes) deleted.
+    pub partial_uploads_deleted: usize,
     /// Whether this was a dry run.
     pub dry_run: bool,
 }
@@ -264,5 +266,7 @@ async fn run(
     {
         repo.store().delete(&pack_path(p)).await?;
     }
+    // Partial uploads an interrupted writer left behind; no writer runs under our lock.
+    report.partial_uploads_deleted = repo.store().remove_partial_uploads().await?;
     Ok(report)
 }

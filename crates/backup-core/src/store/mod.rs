@@ -54,6 +54,12 @@ pub trait Store: Send + Sync + 'static {
     fn local_root(&self) -> Option<&std::path::Path> {
         None
     }
+    /// Deletes partial uploads left by interrupted writers and returns how many. Call only
+    /// under the exclusive lock. Local folder: `object_store` stages a write as `<name>#<n>`
+    /// and renames it into place; such names are never listed, so they are found here.
+    async fn remove_partial_uploads(&self) -> Result<usize> {
+        Ok(0)
+    }
     /// Makes every completed write durable (local folder: `syncfs(2)`; object stores are
     /// durable once a PUT returns). Called before a commit point such as a snapshot manifest.
     async fn flush(&self) -> Result<()> {
@@ -197,6 +203,32 @@ impl Store for ObjectStoreBackend {
 
     fn local_root(&self) -> Option<&std::path::Path> {
         self.local_root.as_deref()
+    }
+
+    async fn remove_partial_uploads(&self) -> Result<usize> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(0);
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            let mut todo = vec![root];
+            while let Some(dir) = todo.pop() {
+                let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+                for e in rd {
+                    let e = e.map_err(|e| Error::io(&dir, e))?;
+                    let ft = e.file_type().map_err(|err| Error::io(e.path(), err))?;
+                    if ft.is_dir() {
+                        todo.push(e.path());
+                    } else if e.file_name().as_encoded_bytes().contains(&b'#') {
+                        std::fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| Error::InvalidInput(format!("cleanup task failed: {e}")))?
     }
 
     async fn flush(&self) -> Result<()> {
