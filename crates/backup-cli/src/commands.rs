@@ -333,6 +333,8 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
             size(x.summary.bytes_added),
             if x.partial {
                 "partial".into()
+            } else if !x.errors.is_empty() {
+                "warnings".into()
             } else {
                 "complete".into()
             },

@@ -283,6 +283,12 @@ async fn run_check(
     // Snapshots and trees.
     progress.phase("snapshots");
     let mut snaps: Vec<Snapshot> = Vec::new();
+    for o in repo.store().list("snapshots").await? {
+        let name = o.path.trim_start_matches("snapshots/");
+        if Id::parse(name).is_err() {
+            report.warnings.push(format!("{}: not a snapshot (ignored; delete it by hand)", o.path));
+        }
+    }
     let (ok, bad) = repo.snapshots_and_failures().await?;
     snaps.extend(ok);
     for (id, e) in bad {
