@@ -297,9 +297,16 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
         .transpose()?;
     // A name from the config file stands for its spec.
     let target = a.target.as_deref().map(|t| s.target(t));
-    let snaps: Vec<Snapshot> = repo
-        .snapshots()
-        .await?
+    let (all, damaged) = repo.snapshots_and_failures().await?;
+    for (id, e) in &damaged {
+        eprintln!(
+            "warning: snapshot {} cannot be read: {e} (see check; forget {} removes it)",
+            id.short(),
+            id.short()
+        );
+    }
+    let warn = if damaged.is_empty() { 0 } else { WARNING };
+    let snaps: Vec<Snapshot> = all
         .into_iter()
         .filter(|x| ty.is_none_or(|t| x.backup_type == t))
         .filter(|x| since.is_none_or(|d| x.time >= d))
@@ -311,7 +318,7 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
         .collect();
     if s.json {
         print_json(&snaps.iter().map(snapshot_json).collect::<Vec<_>>())?;
-        return Ok(0);
+        return Ok(warn);
     }
     let mut t = table(&[
         "ID",
@@ -343,7 +350,7 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
     }
     println!("{t}");
     println!("{} snapshot(s)", snaps.len());
-    Ok(0)
+    Ok(warn)
 }
 
 async fn ls(s: &Settings, a: LsArgs) -> Result<u8> {

@@ -111,3 +111,50 @@ fn prune_removes_partial_uploads() {
         .expect_success();
     assert_trees_equal(&root, &restored_path(&dest.path().join("out"), &root));
 }
+
+/// A manifest copied over another one (same key, valid encryption) is caught by its name, and a
+/// damaged manifest never makes `latest` silently mean an older snapshot.
+#[test]
+fn replaced_or_damaged_manifests_are_never_used_silently() {
+    let repo = Repo::init();
+    let src = tempdir();
+    let root = src.path().join("src");
+    mkdirs(&root);
+    write_file(&root.join("a"), b"first");
+    let first = repo.backup_ok(&[&root], &[]);
+    write_file(&root.join("a"), b"second version");
+    let second = repo.backup_ok(&[&root], &[]);
+    let snaps = repo.path.join("snapshots");
+    let (p1, p2) = (snaps.join(&first.id), snaps.join(&second.id));
+    let saved = std::fs::read(&p2).unwrap();
+
+    std::fs::copy(&p1, &p2).unwrap(); // the second snapshot's name now holds the first's manifest
+    let dest = tempdir();
+    let run = repo.restore(&second.short_id, &dest.path().join("x"), Vec::<&str>::new());
+    assert_ne!(
+        run.code(),
+        Some(0),
+        "a replaced manifest was restored\n{}",
+        run.describe()
+    );
+    repo.run(["check"]).expect_code(1);
+
+    let mut damaged = saved.clone();
+    damaged[40] ^= 1;
+    std::fs::write(&p2, &damaged).unwrap();
+    let run = repo.restore("latest", &dest.path().join("y"), Vec::<&str>::new());
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "`latest` fell back to an older snapshot\n{}",
+        run.describe()
+    );
+    repo.run(["list"]).expect_code(2);
+    repo.run(["forget", &second.short_id]).expect_success();
+    repo.restore("latest", &dest.path().join("z"), Vec::<&str>::new())
+        .expect_success();
+    assert_eq!(
+        std::fs::read(restored_path(&dest.path().join("z"), &root).join("a")).unwrap(),
+        b"first"
+    );
+}

@@ -286,7 +286,10 @@ async fn run_check(
     for o in repo.store().list("snapshots").await? {
         let name = o.path.trim_start_matches("snapshots/");
         if Id::parse(name).is_err() {
-            report.warnings.push(format!("{}: not a snapshot (ignored; delete it by hand)", o.path));
+            report.warnings.push(format!(
+                "{}: not a snapshot (ignored; delete it by hand)",
+                o.path
+            ));
         }
     }
     let (ok, bad) = repo.snapshots_and_failures().await?;

@@ -333,6 +333,12 @@ impl Repository {
     /// Reads and decodes one index file (`index/<id>`).
     pub async fn read_index_file(&self, path: &str) -> Result<IndexFile> {
         let data = self.store.get(path).await?;
+        if path.rsplit('/').next().and_then(|n| Id::parse(n).ok()) != Some(Id::of_bytes(&data)) {
+            return Err(Error::corrupt(
+                path,
+                "content does not match the index file's name (replaced or damaged)",
+            ));
+        }
         let plain = self.key.data.open(path, b"index", &data)?;
         IndexFile::decode(path, &plain)
     }
@@ -455,6 +461,13 @@ impl Repository {
             },
             e => e,
         })?;
+        // The name is the hash of the content: a manifest copied over another is caught here.
+        if Id::of_bytes(&data) != *id {
+            return Err(Error::corrupt(
+                &path,
+                "content does not match the snapshot id (replaced or damaged)",
+            ));
+        }
         let plain = self.key.data.open(&path, b"snapshot", &data)?;
         let mut s: Snapshot =
             serde_json::from_slice(&plain).map_err(|e| Error::corrupt(&path, e.to_string()))?;
@@ -517,7 +530,19 @@ impl Repository {
     /// Errors: [`Error::SnapshotNotFound`] when nothing or several snapshots match.
     pub async fn find_snapshot(&self, spec: &str) -> Result<Snapshot> {
         if spec == "latest" {
-            let all = self.snapshots().await?;
+            let (all, bad) = self.snapshots_and_failures().await?;
+            if let Some((id, e)) = bad.first() {
+                // A damaged manifest may be the newest one: never silently fall back to an
+                // older snapshot.
+                return Err(Error::SnapshotNotFound {
+                    id: spec.into(),
+                    reason: format!(
+                        "`latest` is uncertain: snapshot {} cannot be read ({e}); name a snapshot id, or remove the damaged one with `forget {}`",
+                        id.short(),
+                        id.short()
+                    ),
+                });
+            }
             return all
                 .into_iter()
                 .last()

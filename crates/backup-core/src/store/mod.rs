@@ -211,7 +211,12 @@ impl Store for ObjectStoreBackend {
         };
         tokio::task::spawn_blocking(move || {
             let mut removed = 0;
-            let mut todo = vec![root];
+            // Never locks/: a lock being written right now is staged there too.
+            let mut todo: Vec<std::path::PathBuf> = ["data", "index", "snapshots", "keys"]
+                .iter()
+                .map(|d| root.join(d))
+                .filter(|d| d.is_dir())
+                .collect();
             while let Some(dir) = todo.pop() {
                 let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
                 for e in rd {
