@@ -92,13 +92,7 @@ async fn run(
         ..Default::default()
     };
     progress.phase("loading index");
-    let index_paths: Vec<String> = repo
-        .store()
-        .list("index")
-        .await?
-        .into_iter()
-        .map(|o| o.path)
-        .collect();
+    let index_paths = repo.index_paths().await?;
     let mut files = Vec::new();
     for p in &index_paths {
         files.push(repo.read_index_file(p).await?);

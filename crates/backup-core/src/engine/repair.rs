@@ -40,13 +40,7 @@ pub async fn rebuild_index(
 }
 
 async fn run(repo: &Arc<Repository>, progress: &dyn Progress) -> Result<RepairReport> {
-    let old: Vec<String> = repo
-        .store()
-        .list("index")
-        .await?
-        .into_iter()
-        .map(|o| o.path)
-        .collect();
+    let old = repo.index_paths().await?;
     let packs = repo.list_packs().await?;
     progress.set_total(0, packs.len() as u64);
     let mut report = RepairReport {

@@ -330,6 +330,11 @@ impl Repository {
         Ok(idx)
     }
 
+    /// Store paths of all index files (`index/<id>`).
+    pub async fn index_paths(&self) -> Result<Vec<String>> {
+        Ok(self.store.list("index").await?.into_iter().map(|o| o.path).collect())
+    }
+
     /// Reads and decodes one index file (`index/<id>`).
     pub async fn read_index_file(&self, path: &str) -> Result<IndexFile> {
         let data = self.store.get(path).await?;
