@@ -319,6 +319,23 @@ pub fn export_tar(
         h.set_mtime(node.mtime.max(0) as u64);
         h.set_size(0);
         let io = |e: std::io::Error| Error::io(&rel, e);
+        if node.kind != NodeKind::Socket {
+            // PAX records (POSIX.1-2001) for what the GNU header cannot hold: the exact mtime
+            // and user.* extended attributes (GNU tar's SCHILY.xattr keys).
+            let mtime = format!("{}.{:09}", node.mtime, node.mtime_nsec);
+            let xattrs: Vec<(String, Vec<u8>)> = node
+                .xattrs
+                .iter()
+                .filter_map(|x| {
+                    let name = std::str::from_utf8(&x.name.0).ok()?;
+                    let value = crate::repository::crypto::unb64("xattr", &x.value).ok()?;
+                    Some((format!("SCHILY.xattr.{name}"), value))
+                })
+                .collect();
+            let mut pax: Vec<(&str, &[u8])> = vec![("mtime", mtime.as_bytes())];
+            pax.extend(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+            builder.append_pax_extensions(pax).map_err(io)?;
+        }
         match node.kind {
             NodeKind::Dir => {
                 h.set_entry_type(tar::EntryType::Directory);

@@ -332,7 +332,13 @@ impl Repository {
 
     /// Store paths of all index files (`index/<id>`).
     pub async fn index_paths(&self) -> Result<Vec<String>> {
-        Ok(self.store.list("index").await?.into_iter().map(|o| o.path).collect())
+        Ok(self
+            .store
+            .list("index")
+            .await?
+            .into_iter()
+            .map(|o| o.path)
+            .collect())
     }
 
     /// Reads and decodes one index file (`index/<id>`).
