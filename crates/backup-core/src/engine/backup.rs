@@ -609,9 +609,22 @@ fn read_file(
     let mut digest = blake3::Hasher::new_keyed(digest_key);
     let mut content = Vec::with_capacity((before.len() / (1 << 20) + 1) as usize);
     let mut read = 0u64;
-    for chunk in chunker.stream(&file, before.len()) {
-        let chunk =
-            chunk.map_err(|e| ReadError::Skip(format!("read failed after {read} bytes: {e}")))?;
+    let mut stream = chunker.stream(&file, before.len());
+    loop {
+        let mut chunk = handle.pool().get();
+        match stream.next_into(&mut chunk) {
+            Ok(true) => {}
+            Ok(false) => {
+                handle.pool().put(chunk);
+                break;
+            }
+            Err(e) => {
+                handle.pool().put(chunk);
+                return Err(ReadError::Skip(format!(
+                    "read failed after {read} bytes: {e}"
+                )));
+            }
+        }
         read += chunk.len() as u64;
         digest.update(&chunk);
         let id = Id::keyed(id_key, &chunk);
@@ -619,6 +632,8 @@ fn read_file(
             handle
                 .add_blocking(BlobType::Data, id, chunk)
                 .map_err(ReadError::Fatal)?;
+        } else {
+            handle.pool().put(chunk); // already stored: reuse the buffer
         }
         content.push(id);
     }

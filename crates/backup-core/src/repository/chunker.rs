@@ -149,24 +149,34 @@ impl<R: Read> Iterator for ChunkStream<'_, R> {
     type Item = std::io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let max = self.chunker.params.max_size as usize;
-        if let Err(e) = self.fill(self.chunker.fill_target()) {
-            return Some(Err(e));
+        let mut chunk = Vec::new();
+        match self.next_into(&mut chunk) {
+            Ok(true) => Some(Ok(chunk)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
         }
+    }
+}
+
+impl<R: Read> ChunkStream<'_, R> {
+    /// Puts the next chunk into `out` (cleared first; its allocation is reused). Returns
+    /// `false` at the end of the stream.
+    pub fn next_into(&mut self, out: &mut Vec<u8>) -> std::io::Result<bool> {
+        let max = self.chunker.params.max_size as usize;
+        self.fill(self.chunker.fill_target())?;
         let mut n = self.chunker.cut(&self.buf[self.start..self.end]);
         if n == self.end - self.start && !self.eof && n < max {
             // No cut point in what is buffered: read up to `max` ahead and cut again.
-            if let Err(e) = self.fill(max) {
-                return Some(Err(e));
-            }
+            self.fill(max)?;
             n = self.chunker.cut(&self.buf[self.start..self.end]);
         }
         if n == 0 {
-            return None;
+            return Ok(false);
         }
-        let chunk = self.buf[self.start..self.start + n].to_vec();
+        out.clear();
+        out.extend_from_slice(&self.buf[self.start..self.start + n]);
         self.start += n;
-        Some(Ok(chunk))
+        Ok(true)
     }
 }
 

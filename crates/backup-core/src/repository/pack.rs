@@ -224,21 +224,31 @@ thread_local! {
 
 /// Compresses `raw` with zstd at `level`; returns `None` when that does not make it smaller.
 pub fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    compress_into(raw, level, &mut out).then_some(out)
+}
+
+/// Compresses `raw` into `out` (cleared first; its allocation is reused). Returns `false`,
+/// leaving `out` unspecified, when compression does not make the data smaller.
+pub fn compress_into(raw: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
     if raw.len() < 64 {
-        return None;
+        return false;
     }
+    out.clear();
+    out.reserve(raw.len());
     COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.as_ref().map(|(l, _)| *l) != Some(level) {
-            *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+            match zstd::bulk::Compressor::new(level) {
+                Ok(comp) => *c = Some((level, comp)),
+                Err(_) => return false,
+            }
         }
-        let (_, comp) = c.as_mut()?;
-        // Output capacity = input size: if it does not fit, it does not shrink.
-        let mut out = Vec::with_capacity(raw.len());
-        match comp.compress_to_buffer(raw, &mut out) {
-            Ok(n) if n < raw.len() => Some(out),
-            _ => None,
-        }
+        let Some((_, comp)) = c.as_mut() else {
+            return false;
+        };
+        // Writes into the spare capacity (≥ raw.len()); too little room means no gain.
+        matches!(comp.compress_to_buffer(raw, out), Ok(n) if n < raw.len())
     })
 }
 

@@ -25,7 +25,7 @@ use futures::StreamExt;
 use crate::error::{Error, Result};
 use crate::repository::id::{Id, IdSet};
 use crate::repository::index::{Index, IndexFile};
-use crate::repository::pack::{compress, BlobType, PackWriter, PackedBlob};
+use crate::repository::pack::{compress_into, BlobType, PackWriter, PackedBlob};
 use crate::repository::{pack_path, Repository};
 
 /// Blobs per index file before it is written out during a long backup.
@@ -54,9 +54,45 @@ pub struct PackerStats {
     pub index_files: Vec<String>,
 }
 
+/// Recycled chunk buffers. Every chunk would otherwise be a fresh multi-megabyte allocation
+/// (an `mmap`, page faults and an `munmap` each); buffers go back here once a worker has
+/// packed them. Bounded by [`POOL_BYTES`] of capacity.
+#[derive(Default)]
+pub struct BufferPool {
+    free: Mutex<(Vec<Vec<u8>>, usize)>,
+}
+
+/// Most bytes of buffer capacity kept in a [`BufferPool`].
+pub const POOL_BYTES: usize = 12 << 20;
+
+impl BufferPool {
+    /// An empty buffer, recycled when one is available.
+    pub fn get(&self) -> Vec<u8> {
+        let mut f = self.free.lock().expect("pool poisoned");
+        match f.0.pop() {
+            Some(v) => {
+                f.1 -= v.capacity();
+                v
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Returns a buffer for reuse (dropped when the pool is full).
+    pub fn put(&self, mut v: Vec<u8>) {
+        let mut f = self.free.lock().expect("pool poisoned");
+        if f.1 + v.capacity() <= POOL_BYTES {
+            v.clear();
+            f.1 += v.capacity();
+            f.0.push(v);
+        }
+    }
+}
+
 /// A cloneable handle that producers (also blocking threads) use to add blobs.
 #[derive(Clone)]
 pub struct PackerHandle {
+    pool: Arc<BufferPool>,
     tx: async_channel::Sender<BlobJob>,
     tree_tx: async_channel::Sender<BlobJob>,
     known: Arc<Index>,
@@ -72,6 +108,12 @@ impl PackerHandle {
             return false;
         }
         self.added.lock().expect("packer set poisoned").insert(*id)
+    }
+
+    /// The buffer pool: take chunk buffers from it; buffers not handed to [`add`](Self::add)
+    /// should be returned with [`BufferPool::put`].
+    pub fn pool(&self) -> &BufferPool {
+        &self.pool
     }
 
     /// Whether `id` is in the repository or queued.
@@ -141,6 +183,7 @@ impl Packer {
         let (tx, rx) = async_channel::bounded::<BlobJob>(2 * workers_n);
         let (tree_tx, tree_rx) = async_channel::bounded::<BlobJob>(64);
         let (ptx, prx) = tokio::sync::mpsc::channel::<FinishedPack>(1);
+        let pool = Arc::new(BufferPool::default());
         let mut workers = Vec::with_capacity(workers_n + 1);
         // N data workers, plus one for tree blobs (small, cheap to compress).
         for i in 0..=workers_n {
@@ -151,10 +194,11 @@ impl Packer {
             };
             let ptx = ptx.clone();
             let repo = repo.clone();
+            let pool = pool.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("dbm-pack-{i}"))
-                    .spawn(move || worker(repo, rx, ptx))
+                    .spawn(move || worker(repo, rx, ptx, pool))
                     .expect("spawn pack worker"),
             );
         }
@@ -162,6 +206,7 @@ impl Packer {
         let uploader = tokio::spawn(uploader(repo, prx));
         Packer {
             handle: PackerHandle {
+                pool,
                 tx,
                 tree_tx,
                 known,
@@ -206,6 +251,7 @@ fn worker(
     repo: Arc<Repository>,
     rx: async_channel::Receiver<BlobJob>,
     ptx: tokio::sync::mpsc::Sender<FinishedPack>,
+    pool: Arc<BufferPool>,
 ) {
     let key = repo.key();
     let level = repo.config().compression_level;
@@ -213,15 +259,21 @@ fn worker(
     // Sized once for a full pack plus the largest blob: no reallocation while filling.
     let capacity = pack_size + repo.config().chunker.max_size as usize + 4096;
     let mut pw = PackWriter::new(0);
+    let mut compressed = Vec::new();
     while let Ok(job) = rx.recv_blocking() {
         if pw.is_empty() {
             // Untouched capacity costs address space, not memory.
             pw = PackWriter::new(capacity);
         }
         let raw_len = job.raw.len();
-        match compress(&job.raw, level) {
-            Some(c) => pw.add(&key.data, job.kind, job.id, &c, raw_len, true),
-            None => pw.add(&key.data, job.kind, job.id, &job.raw, raw_len, false),
+        if compress_into(&job.raw, level, &mut compressed) {
+            pw.add(&key.data, job.kind, job.id, &compressed, raw_len, true);
+        } else {
+            pw.add(&key.data, job.kind, job.id, &job.raw, raw_len, false);
+        }
+        pool.put(job.raw);
+        if compressed.capacity() > 4 << 20 {
+            compressed = Vec::new(); // keep only a typical chunk's worth between blobs
         }
         if pw.len() >= pack_size {
             let full = std::mem::replace(&mut pw, PackWriter::new(0));
