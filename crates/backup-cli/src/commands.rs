@@ -11,7 +11,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use serde_json::{json, Value};
 
 use crate::cli::*;
-use crate::output::{size, table, Bar};
+use crate::output::{size, table};
 use crate::settings::Settings;
 
 /// Exit code for success with warnings.
@@ -34,10 +34,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Key(k) => key(&s, k).await,
         Command::RepairIndex => {
             let repo = s.open().await?;
-            let bar = Bar::new(!s.json && !s.quiet);
-            let r = backup_core::engine::repair::rebuild_index(&repo, &bar).await;
-            bar.finish();
-            let r = r?;
+            let r = backup_core::engine::repair::rebuild_index(&repo, &s.bar()).await?;
             if s.json {
                 print_json(&r)?;
             } else {
@@ -141,11 +138,7 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
         parent: a.parent,
         read_concurrency: None,
     };
-    let bar = Bar::new(!s.json && !s.quiet);
-    bar.phase_msg("backing up");
-    let snap = backup::backup(&repo, &opts, &bar).await;
-    bar.finish();
-    let snap = snap?;
+    let snap = backup::backup(&repo, &opts, &s.bar()).await?;
     if s.json {
         print_json(&snapshot_json(&snap))?;
     } else {
@@ -220,10 +213,7 @@ async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
     opts.include = include;
     opts.overwrite = a.overwrite;
     opts.verify = a.verify;
-    let bar = Bar::new(!s.json && !s.quiet);
-    let r = restore::restore(&repo, &snap, &opts, &bar).await;
-    bar.finish();
-    let r = r?;
+    let r = restore::restore(&repo, &snap, &opts, &s.bar()).await?;
     if s.json {
         print_json(&r)?;
     } else {
@@ -422,10 +412,7 @@ async fn dump(s: &Settings, a: DumpArgs) -> Result<u8> {
 async fn verify(s: &Settings, a: VerifyArgs) -> Result<u8> {
     let repo = s.open().await?;
     let snap = repo.find_snapshot(&a.snapshot).await?;
-    let bar = Bar::new(!s.json && !s.quiet);
-    let r = check::verify(&repo, &snap, &bar).await;
-    bar.finish();
-    let r = r?;
+    let r = check::verify(&repo, &snap, &s.bar()).await?;
     if s.json {
         print_json(&r)?;
     } else {
@@ -463,18 +450,15 @@ async fn check_cmd(s: &Settings, a: CheckArgs) -> Result<u8> {
         None => None,
     };
     let repo = s.open().await?;
-    let bar = Bar::new(!s.json && !s.quiet);
     let r = check::check(
         &repo,
         &check::CheckOptions {
             read_data: a.read_data,
             read_data_subset: subset,
         },
-        &bar,
+        &s.bar(),
     )
-    .await;
-    bar.finish();
-    let r = r?;
+    .await?;
     if s.json {
         print_json(&r)?;
     } else {
@@ -668,18 +652,15 @@ async fn prune_cmd(s: &Settings, a: PruneArgs) -> Result<u8> {
         bail!("--max-unused must be a percentage between 0 and 100");
     }
     let repo = s.open().await?;
-    let bar = Bar::new(!s.json && !s.quiet);
     let r = prune::prune(
         &repo,
         &prune::PruneOptions {
             dry_run: a.dry_run,
             max_unused_percent: a.max_unused,
         },
-        &bar,
+        &s.bar(),
     )
-    .await;
-    bar.finish();
-    let r = r?;
+    .await?;
     if s.json {
         print_json(&r)?;
     } else {

@@ -50,12 +50,11 @@ impl Bar {
         pb.enable_steady_tick(std::time::Duration::from_millis(200));
         Bar(Some(pb))
     }
-    pub fn phase_msg(&self, m: &str) {
-        if let Some(pb) = &self.0 {
-            pb.set_message(m.to_string());
-        }
-    }
-    pub fn finish(&self) {
+}
+
+impl Drop for Bar {
+    /// The bar disappears when the operation's progress object goes out of scope.
+    fn drop(&mut self) {
         if let Some(pb) = &self.0 {
             pb.finish_and_clear();
         }

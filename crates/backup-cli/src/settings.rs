@@ -103,6 +103,11 @@ impl Settings {
         Ok(Arc::new(Repository::init(store, &pw, opts).await?))
     }
 
+    /// A progress bar (shown on a terminal unless --json or --quiet); cleared when dropped.
+    pub fn bar(&self) -> crate::output::Bar {
+        crate::output::Bar::new(!self.json && !self.quiet)
+    }
+
     /// Expands named targets from the config file.
     pub fn target(&self, name: &str) -> String {
         self.config

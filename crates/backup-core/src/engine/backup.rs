@@ -168,6 +168,7 @@ pub async fn backup(
     }
     let target = Arc::new(FilesTarget::new(&paths, excludes)?);
     let guard = lock::acquire(repo.store().clone(), false, "backup").await?;
+    progress.phase("backing up");
     // The lock is held until the manifest is written: a prune in between would see this
     // backup's packs as unreferenced.
     let result = async {
