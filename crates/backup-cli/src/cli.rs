@@ -88,6 +88,14 @@ pub enum Command {
     Status,
     /// Show the version.
     Version,
+    /// Archive one WAL file into the repository (PostgreSQL's archive_command: wal-push %p).
+    WalPush(crate::cmd_pg::WalPushArgs),
+    /// Restore one archived WAL file (PostgreSQL's restore_command: wal-fetch %f %p); exit 1 if it is not archived.
+    WalFetch(crate::cmd_pg::WalFetchArgs),
+    /// Print (or --apply) the postgresql.conf settings that archive WAL into this repository.
+    WalConfig(crate::cmd_pg::WalConfigArgs),
+    /// Delete archived WAL that no retained base backup and no point in the window needs.
+    WalPrune(crate::cmd_pg::WalPruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,8 +114,12 @@ pub struct BackupArgs {
     #[arg(required = true, value_delimiter = ',')]
     pub targets: Vec<String>,
     /// full: read every file; incremental (default once a parent exists): skip unchanged files.
-    #[arg(long = "type", value_parser = ["full", "incremental"])]
+    /// PostgreSQL: logical (default: pg_dump of each database) or base (pg_basebackup, for point in time).
+    #[arg(long = "type", value_parser = ["full", "incremental", "logical", "base"])]
     pub backup_type: Option<String>,
+    /// PostgreSQL (logical): dump only this database (repeatable; default: every database).
+    #[arg(long = "database")]
+    pub databases: Vec<String>,
     /// Keep this snapshot at least this many days (forget will not remove it before).
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=36500))]
     pub retention_days: Option<u32>,
@@ -130,7 +142,7 @@ pub struct RestoreArgs {
     /// Snapshot id (or unique prefix), or `latest`.
     pub snapshot: String,
     /// Destination directory; source /a/b is restored at DIR/a/b.
-    #[arg(long, short = 't', required_unless_present = "format")]
+    #[arg(long, short = 't', required_unless_present_any = ["format", "targets"])]
     pub destination: Option<PathBuf>,
     /// Restore only this path of the snapshot (absolute, repeatable).
     #[arg(long = "include", short = 'i')]
@@ -147,6 +159,8 @@ pub struct RestoreArgs {
     /// `tar`: write the snapshot (or the --include path) as a tar stream to stdout.
     #[arg(long, value_parser = ["tar"])]
     pub format: Option<String>,
+    #[command(flatten)]
+    pub pg: crate::cmd_pg::PgRestoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -199,7 +213,11 @@ pub struct DumpArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Snapshot id, prefix or `latest`.
-    pub snapshot: String,
+    #[arg(required_unless_present = "wal")]
+    pub snapshot: Option<String>,
+    /// Check the WAL archive instead: name every segment missing between the oldest base backup and the newest archived WAL.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub wal: bool,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
             })
         }
         Command::Status => status_cmd(&s).await,
+        Command::WalPush(a) => crate::cmd_pg::wal_push(&s, a).await,
+        Command::WalFetch(a) => crate::cmd_pg::wal_fetch(&s, a).await,
+        Command::WalConfig(a) => crate::cmd_pg::wal_config(&s, a).await,
+        Command::WalPrune(a) => crate::cmd_pg::wal_prune(&s, a).await,
         Command::Version => {
             let v = env!("CARGO_PKG_VERSION");
             if s.json {
@@ -124,13 +128,16 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
         .map(|t| t.parse())
         .collect::<backup_core::Result<Vec<_>>>()?;
     let repo = s.open().await?;
+    // PostgreSQL's kinds of backup: both store everything anew (a full backup).
+    let (backup_type, pg_mode) = match a.backup_type.as_deref() {
+        Some(m @ ("base" | "logical")) => (Some(BackupType::Full), Some(m.parse()?)),
+        t => (t.map(str::parse::<BackupType>).transpose()?, None),
+    };
     let opts = backup::BackupOptions {
         targets,
-        backup_type: a
-            .backup_type
-            .as_deref()
-            .map(str::parse::<BackupType>)
-            .transpose()?,
+        backup_type,
+        pg_mode,
+        databases: a.databases,
         excludes: a.excludes,
         description: a.description,
         tags: a.tags,
@@ -177,6 +184,9 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
 }
 
 async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
+    if crate::cmd_pg::is_pg_restore(s, &a.targets) {
+        return crate::cmd_pg::restore(s, &a.snapshot, &a.targets, a.destination, a.pg).await;
+    }
     if a.format.is_some() && a.destination.is_some() {
         bail!("--format tar writes to stdout; drop --destination (or redirect: > file.tar)");
     }
@@ -410,8 +420,11 @@ async fn dump(s: &Settings, a: DumpArgs) -> Result<u8> {
 }
 
 async fn verify(s: &Settings, a: VerifyArgs) -> Result<u8> {
+    let Some(snapshot) = a.snapshot.filter(|_| !a.wal) else {
+        return crate::cmd_pg::verify_wal(s).await;
+    };
     let repo = s.open().await?;
-    let snap = repo.find_snapshot(&a.snapshot).await?;
+    let snap = repo.find_snapshot(&snapshot).await?;
     let r = check::verify(&repo, &snap, &s.bar()).await?;
     if s.json {
         print_json(&r)?;

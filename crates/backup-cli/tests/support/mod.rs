@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod pg;
+
 /// Name of the binary under test.
 pub const BIN_NAME: &str = "data-backup-manager";
 /// Path of the binary under test, as built by cargo for these tests.
