@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use backup_core::repository::{keyfile, Repository};
 use backup_core::target::postgres::{self as pg, logical, pitr, wal, PgConn};
+use backup_core::target::TargetSpec;
 use clap::Args;
 use serde_json::json;
 
@@ -126,7 +127,9 @@ pub fn conn_of(s: &Settings, spec: &str) -> Result<PgConn> {
     let arg = match spec.split_once(':') {
         Some(("postgres", a)) => a.to_string(),
         None if spec == "postgres" => String::new(),
-        _ => bail!("{spec:?} is not a postgres target (postgres, postgres:postgres://…, or a config name)"),
+        _ => bail!(
+            "{spec:?} is not a postgres target (postgres, postgres:postgres://…, or a config name)"
+        ),
     };
     if !arg.is_empty() && !arg.contains("://") {
         // A name from the config file.
@@ -137,6 +140,27 @@ pub fn conn_of(s: &Settings, spec: &str) -> Result<PgConn> {
         return conn_of(s, &named);
     }
     Ok(PgConn::parse(&arg)?)
+}
+
+/// Replaces `postgres:<name>` specs by the config entry `name` stands for (a `postgres:` spec
+/// or a `postgres://` URL), so the core only ever sees the environment or a URL.
+pub fn resolve_specs(s: &Settings, specs: Vec<TargetSpec>) -> Result<Vec<TargetSpec>> {
+    specs
+        .into_iter()
+        .map(|t| match t {
+            TargetSpec::Postgres(a) if !a.is_empty() && !a.contains("://") => {
+                let named = s.target(&a);
+                if named == a {
+                    bail!("postgres:{a}: no target named {a:?} in the config file (expected postgres, postgres:postgres://user@host:port/db or a config name)");
+                }
+                match named.parse::<TargetSpec>()? {
+                    p @ TargetSpec::Postgres(_) => Ok(p),
+                    other => bail!("postgres:{a}: the config entry {a:?} is {other}, not a postgres target"),
+                }
+            }
+            t => Ok(t),
+        })
+        .collect()
 }
 
 pub async fn wal_push(s: &Settings, a: WalPushArgs) -> Result<u8> {
@@ -154,7 +178,9 @@ pub async fn wal_push(s: &Settings, a: WalPushArgs) -> Result<u8> {
         t.elapsed().as_secs_f64()
     );
     if s.json {
-        print_json(&json!({"file": a.path, "outcome": outcome, "seconds": t.elapsed().as_secs_f64()}))?;
+        print_json(
+            &json!({"file": a.path, "outcome": outcome, "seconds": t.elapsed().as_secs_f64()}),
+        )?;
     }
     Ok(0)
 }
@@ -218,14 +244,21 @@ pub async fn wal_config(s: &Settings, a: WalConfigArgs) -> Result<u8> {
     }
     // The global flag order: `--repo` belongs before the subcommand; `--key-file` after it.
     let prefix = command_prefix(s, a.program.as_deref(), &a.key_file)?;
-    let (pre, key) = prefix.rsplit_once(" --key-file ").expect("prefix has --key-file");
+    let (pre, key) = prefix
+        .rsplit_once(" --key-file ")
+        .expect("prefix has --key-file");
     let settings = wal::archive_settings(pre);
     let settings: Vec<(String, String)> = settings
         .into_iter()
         .map(|(k, v)| {
             let v = match k {
-                "archive_command" => v.replace(" wal-push %p", &format!(" wal-push --key-file {key} %p")),
-                "restore_command" => v.replace(" wal-fetch %f %p", &format!(" wal-fetch --key-file {key} %f %p")),
+                "archive_command" => {
+                    v.replace(" wal-push %p", &format!(" wal-push --key-file {key} %p"))
+                }
+                "restore_command" => v.replace(
+                    " wal-fetch %f %p",
+                    &format!(" wal-fetch --key-file {key} %f %p"),
+                ),
                 _ => v,
             };
             (k.to_string(), v)
@@ -265,9 +298,16 @@ pub async fn wal_config(s: &Settings, a: WalConfigArgs) -> Result<u8> {
         return Ok(0);
     }
     if let Some(id) = &created {
-        println!("# created key file {} (key slot {}); keep it readable only by the server's OS user", a.key_file.display(), &id[..8]);
+        println!(
+            "# created key file {} (key slot {}); keep it readable only by the server's OS user",
+            a.key_file.display(),
+            &id[..8]
+        );
     }
-    println!("# postgresql.conf settings that archive WAL into {}", s.repo);
+    println!(
+        "# postgresql.conf settings that archive WAL into {}",
+        s.repo
+    );
     for (k, v) in &settings {
         if k == "restore_command" {
             println!("# for a restored server (restore writes it itself):");
@@ -306,13 +346,21 @@ pub async fn wal_prune(s: &Settings, a: WalPruneArgs) -> Result<u8> {
         println!(
             "{} WAL file(s) {}, {} kept (window {}; base backups covering it: {})",
             r.deleted.len(),
-            if a.dry_run { "would be deleted" } else { "deleted" },
+            if a.dry_run {
+                "would be deleted"
+            } else {
+                "deleted"
+            },
             r.kept,
             a.window,
             if r.window_bases.is_empty() {
                 "none: nothing is deleted without a base backup".to_string()
             } else {
-                r.window_bases.iter().map(|b| b[..8].to_string()).collect::<Vec<_>>().join(", ")
+                r.window_bases
+                    .iter()
+                    .map(|b| b[..8].to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         );
     }
@@ -371,7 +419,9 @@ pub async fn restore(
     let pitr_flags = a.to_time.is_some() || a.to_lsn.is_some() || a.check;
     match destination {
         Some(dest) => restore_pitr(s, snapshot, dest, a).await,
-        None if pitr_flags => bail!("--to-time, --to-lsn and --check need --destination DIR (the data directory to write)"),
+        None if pitr_flags => bail!(
+            "--to-time, --to-lsn and --check need --destination DIR (the data directory to write)"
+        ),
         None => {
             let conn = conn_of(s, &spec)?;
             restore_logical(s, snapshot, conn, a).await
@@ -379,7 +429,12 @@ pub async fn restore(
     }
 }
 
-async fn restore_logical(s: &Settings, snapshot: &str, conn: PgConn, a: PgRestoreArgs) -> Result<u8> {
+async fn restore_logical(
+    s: &Settings,
+    snapshot: &str,
+    conn: PgConn,
+    a: PgRestoreArgs,
+) -> Result<u8> {
     let repo = s.open().await?;
     let snap = if snapshot == "latest" {
         let all = repo.snapshots().await?;
@@ -401,7 +456,11 @@ async fn restore_logical(s: &Settings, snapshot: &str, conn: PgConn, a: PgRestor
         with_globals: a.with_globals,
     };
     let r = repo
-        .locked(false, "restore", logical::restore_logical(&repo, &snap, &opts))
+        .locked(
+            false,
+            "restore",
+            logical::restore_logical(&repo, &snap, &opts),
+        )
         .await?;
     if s.json {
         print_json(&r)?;
@@ -411,7 +470,11 @@ async fn restore_logical(s: &Settings, snapshot: &str, conn: PgConn, a: PgRestor
             t.add_row(vec![
                 d.source.clone(),
                 d.target.clone(),
-                if d.created { "yes".into() } else { "no (existed)".into() },
+                if d.created {
+                    "yes".into()
+                } else {
+                    "no (existed)".into()
+                },
                 size(d.bytes),
             ]);
         }
@@ -420,7 +483,11 @@ async fn restore_logical(s: &Settings, snapshot: &str, conn: PgConn, a: PgRestor
             "restored snapshot {} into {}{}",
             &r.snapshot[..8],
             r.server,
-            if r.globals { " (with roles and tablespaces)" } else { "" }
+            if r.globals {
+                " (with roles and tablespaces)"
+            } else {
+                ""
+            }
         );
     }
     Ok(0)
@@ -464,7 +531,11 @@ async fn restore_pitr(s: &Settings, snapshot: &str, dest: PathBuf, a: PgRestoreA
         println!(
             "recovery target: {}{}; WAL {} .. {} ({} segments, all archived; newest {} written {})",
             r.target,
-            if matches!(target, pitr::RecoveryTarget::Time(_)) { " (UTC)" } else { "" },
+            if matches!(target, pitr::RecoveryTarget::Time(_)) {
+                " (UTC)"
+            } else {
+                ""
+            },
             r.plan.first_segment,
             r.plan.last_segment,
             r.plan.segments,

@@ -127,6 +127,7 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
         })
         .map(|t| t.parse())
         .collect::<backup_core::Result<Vec<_>>>()?;
+    let targets = crate::cmd_pg::resolve_specs(s, targets)?;
     let repo = s.open().await?;
     // PostgreSQL's kinds of backup: both store everything anew (a full backup).
     let (backup_type, pg_mode) = match a.backup_type.as_deref() {

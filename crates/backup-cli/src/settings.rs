@@ -93,7 +93,8 @@ impl Settings {
         let store = backup_core::store::open_store(&self.repo, false)?;
         // A key file (made by `wal-config --key-file`) opens its own key slot without Argon2id's cost.
         if let Some(k) = std::env::var_os("DBM_KEY_FILE").filter(|k| Path::new(k).is_file()) {
-            let repo = backup_core::repository::keyfile::open_with_key_file(store, k.as_ref()).await?;
+            let repo =
+                backup_core::repository::keyfile::open_with_key_file(store, k.as_ref()).await?;
             repo.set_no_lock(self.no_lock);
             return Ok(Arc::new(repo));
         }

@@ -21,13 +21,33 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for d in &self.0 {
             let _ = std::process::Command::new("psql")
-                .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+                .args([
+                    "-X",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                ])
                 .arg(format!("DROP DATABASE IF EXISTS \"{d}\" WITH (FORCE)"))
                 .output();
         }
         for r in &self.1 {
             let _ = std::process::Command::new("psql")
-                .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+                .args([
+                    "-X",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                ])
                 .arg(format!("DROP ROLE IF EXISTS \"{r}\""))
                 .output();
         }
@@ -134,10 +154,16 @@ fn logical_round_trip_into_new_databases_with_and_without_globals() {
     make_source(&n);
     let want_data = data_fingerprint(&n.src);
     let want_acl = acl_fingerprint(&n.src);
-    assert!(want_acl[0].contains(&n.owner) && want_acl[0].contains(&n.reader), "{want_acl:?}");
+    assert!(
+        want_acl[0].contains(&n.owner) && want_acl[0].contains(&n.reader),
+        "{want_acl:?}"
+    );
 
     let repo = Repo::init();
-    let b = run_pg(&repo, ["backup", "postgres", "--database", n.src.as_str(), "--json"]);
+    let b = run_pg(
+        &repo,
+        ["backup", "postgres", "--database", n.src.as_str(), "--json"],
+    );
     b.expect_success();
     let snap = b.json();
     assert_eq!(snap["target_kind"], "postgres", "{}", b.describe());
@@ -146,19 +172,35 @@ fn logical_round_trip_into_new_databases_with_and_without_globals() {
     let ls = repo.run(["ls", &id, "/"]);
     ls.expect_success();
     let listing = ls.stdout_str();
-    for want in ["/globals.sql", "/server.json", &format!("/databases/{}.dump", n.src)] {
+    for want in [
+        "/globals.sql",
+        "/server.json",
+        &format!("/databases/{}.dump", n.src),
+    ] {
         assert!(listing.contains(want), "{want} missing from\n{listing}");
     }
     let server = repo.run(["dump", &id, "/server.json"]);
     server.expect_success();
     let sj: serde_json::Value = serde_json::from_slice(&server.stdout).expect("server.json");
-    assert!(sj["version"].as_str().unwrap_or("").starts_with("PostgreSQL"));
+    assert!(sj["version"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("PostgreSQL"));
     assert!(sj["settings"]["server_encoding"].is_string());
 
     // 1. Into a new database on the same server (roles exist).
     let r = run_pg(
         &repo,
-        ["restore", "latest", "--targets", "postgres", "--database", n.src.as_str(), "--target-database", dst_a.as_str()],
+        [
+            "restore",
+            "latest",
+            "--targets",
+            "postgres",
+            "--database",
+            n.src.as_str(),
+            "--target-database",
+            dst_a.as_str(),
+        ],
     );
     r.expect_success();
     assert_eq!(data_fingerprint(&dst_a), want_data);
@@ -170,24 +212,50 @@ fn logical_round_trip_into_new_databases_with_and_without_globals() {
     //    exits non-zero and names the failed object.
     let again = run_pg(
         &repo,
-        ["restore", &id, "--targets", "postgres", "--database", n.src.as_str(), "--target-database", dst_a.as_str()],
+        [
+            "restore",
+            &id,
+            "--targets",
+            "postgres",
+            "--database",
+            n.src.as_str(),
+            "--target-database",
+            dst_a.as_str(),
+        ],
     );
     assert_eq!(again.code(), Some(1), "{}", again.describe());
     let err = again.stderr_str();
-    assert!(err.contains("TOC entry") || err.contains("already exists"), "{}", again.describe());
+    assert!(
+        err.contains("TOC entry") || err.contains("already exists"),
+        "{}",
+        again.describe()
+    );
     assert!(err.contains(&dst_a), "{}", again.describe());
 
     // 3. The source and its roles are gone; --with-globals brings the roles back, so owners and
     //    grants match again.
-    psql("postgres", &format!("DROP DATABASE \"{}\" WITH (FORCE)", n.src));
-    psql("postgres", &format!("DROP DATABASE \"{dst_a}\" WITH (FORCE)"));
+    psql(
+        "postgres",
+        &format!("DROP DATABASE \"{}\" WITH (FORCE)", n.src),
+    );
+    psql(
+        "postgres",
+        &format!("DROP DATABASE \"{dst_a}\" WITH (FORCE)"),
+    );
     psql("postgres", &format!("DROP ROLE \"{}\"", n.owner));
     psql("postgres", &format!("DROP ROLE \"{}\"", n.reader));
     let r = run_pg(
         &repo,
         [
-            "restore", "latest", "--targets", "postgres", "--database", n.src.as_str(), "--target-database",
-            dst_b.as_str(), "--with-globals",
+            "restore",
+            "latest",
+            "--targets",
+            "postgres",
+            "--database",
+            n.src.as_str(),
+            "--target-database",
+            dst_b.as_str(),
+            "--with-globals",
         ],
     );
     r.expect_success();
@@ -195,7 +263,10 @@ fn logical_round_trip_into_new_databases_with_and_without_globals() {
     assert_eq!(acl_fingerprint(&dst_b), want_acl);
     assert_eq!(next_values(&dst_b), next_src, "next sequence values");
     assert_eq!(
-        psql("postgres", &format!("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{dst_b}'")),
+        psql(
+            "postgres",
+            &format!("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{dst_b}'")
+        ),
         "postgres"
     );
 }
@@ -204,7 +275,10 @@ fn logical_round_trip_into_new_databases_with_and_without_globals() {
 fn failing_dump_exits_1_and_leaves_no_snapshot() {
     let repo = Repo::init();
     let missing = unique("dbm_no_such_db");
-    let r = run_pg(&repo, ["backup", "postgres", "--database", missing.as_str()]);
+    let r = run_pg(
+        &repo,
+        ["backup", "postgres", "--database", missing.as_str()],
+    );
     assert_eq!(r.code(), Some(1), "{}", r.describe());
     assert!(r.stderr_str().contains("pg_dump"), "{}", r.describe());
     assert!(r.stderr_str().contains(&missing), "{}", r.describe());

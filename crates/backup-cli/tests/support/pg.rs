@@ -27,7 +27,11 @@ pub fn bin_dir() -> PathBuf {
 
 /// A unique lowercase suffix for database and role names.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), super::Rng::unique().hex(4))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        super::Rng::unique().hex(4)
+    )
 }
 
 /// Runs SQL with `psql -XAt` (on_error_stop) on `host:port`, database `db`, as `user`;
@@ -49,11 +53,21 @@ pub fn psql_at(host: &str, port: u16, db: &str, sql: &str) -> String {
 
 pub fn psql_cmd(host: &str, port: u16, db: &str) -> Command {
     let mut c = Command::new(bin_dir().join("psql"));
-    c.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", host, "-p"])
-        .arg(port.to_string())
-        .args(["-U", "postgres", "-d", db])
-        .env_remove("PGPASSWORD")
-        .stdin(Stdio::null());
+    c.args([
+        "-X",
+        "-A",
+        "-t",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        host,
+        "-p",
+    ])
+    .arg(port.to_string())
+    .args(["-U", "postgres", "-d", db])
+    .env_remove("PGPASSWORD")
+    .stdin(Stdio::null());
     c
 }
 
@@ -69,8 +83,14 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
-    let cmdline = format!("PGHOST={HOST} PGPORT={PORT} PGUSER=postgres data-backup-manager --repo {:?} {:?}", repo.path, args);
+    let args: Vec<std::ffi::OsString> = args
+        .into_iter()
+        .map(|a| a.as_ref().to_os_string())
+        .collect();
+    let cmdline = format!(
+        "PGHOST={HOST} PGPORT={PORT} PGUSER=postgres data-backup-manager --repo {:?} {:?}",
+        repo.path, args
+    );
     let out = repo
         .cmd()
         .env("PGHOST", HOST)
@@ -94,7 +114,11 @@ pub fn can_run_as_postgres() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() == 0 };
     root && Path::new("/usr/sbin/runuser").exists()
-        && Command::new("id").arg("postgres").output().map(|o| o.status.success()).unwrap_or(false)
+        && Command::new("id")
+            .arg("postgres")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
 }
 
 /// `runuser -u postgres -- env VARS... prog args...`.
@@ -146,7 +170,11 @@ impl Cluster {
             .arg(&c.data)
             .output()
             .expect("initdb");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         c.append_conf(&format!(
             "port = {}\nlisten_addresses = ''\nunix_socket_directories = '{}'\nfsync = off\nshared_buffers = 16MB\n{extra_conf}\n",
             c.port,
@@ -176,7 +204,11 @@ impl Cluster {
 
     #[track_caller]
     pub fn start(&self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=", self.port, self.dir.display());
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=",
+            self.port,
+            self.dir.display()
+        );
         let out = as_postgres(&bin_dir().join("pg_ctl"), &[])
             .arg("-D")
             .arg(&self.data)

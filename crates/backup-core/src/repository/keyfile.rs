@@ -44,7 +44,8 @@ pub async fn create_key_file(repo: &Repository, path: &Path) -> Result<String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    let id = match keys::add_key(&**repo.store(), repo.key(), secret.as_bytes(), KEY_FILE_KDF).await {
+    let id = match keys::add_key(&**repo.store(), repo.key(), secret.as_bytes(), KEY_FILE_KDF).await
+    {
         Ok(id) => id,
         Err(e) => {
             let _ = std::fs::remove_file(path);
@@ -81,7 +82,10 @@ pub async fn open_with_key_file(store: Arc<dyn Store>, path: &Path) -> Result<Re
         )));
     };
     if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::InvalidInput(format!("{}: bad key id", path.display())));
+        return Err(Error::InvalidInput(format!(
+            "{}: bad key id",
+            path.display()
+        )));
     }
     let cfg = match store.get("config").await {
         Ok(b) => b,
@@ -102,11 +106,10 @@ pub async fn open_with_key_file(store: Arc<dyn Store>, path: &Path) -> Result<Re
         }
         Err(e) => return Err(e),
     };
-    let key = keys::try_unwrap(&slot, &kf, secret.as_bytes())?.ok_or_else(|| {
-        Error::WrongPassword {
+    let key =
+        keys::try_unwrap(&slot, &kf, secret.as_bytes())?.ok_or_else(|| Error::WrongPassword {
             repo: store.location().to_string(),
-        }
-    })?;
+        })?;
     let plain = key.data.open("config", b"config", &cfg)?;
     let config: Config =
         serde_json::from_slice(&plain).map_err(|e| Error::corrupt("config", e.to_string()))?;

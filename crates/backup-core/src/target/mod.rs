@@ -7,6 +7,7 @@
 //! not a file (a dump, an object body) emit [`Source::Stream`] entries.
 
 pub mod files;
+pub mod postgres;
 pub mod process;
 
 use std::collections::BTreeMap;
@@ -188,6 +189,7 @@ pub fn open(specs: &[TargetSpec], excludes: files::Excludes) -> Result<Arc<dyn T
                 .collect();
             Ok(Arc::new(files::FilesTarget::new(&paths, excludes)?))
         }
+        TargetSpec::Postgres(_) => postgres::open(specs, Default::default(), &[]),
         other => Err(Error::InvalidInput(format!(
             "target {other}: the {} target is not available in this build yet",
             other.kind()

@@ -22,9 +22,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::repository::snapshot::Snapshot;
 use crate::repository::tree::{Node, NodeKind, RawName};
-use crate::target::postgres::{
-    block_on, format_lsn, parse_lsn, ChildReader, PgConn, ServerInfo,
-};
+use crate::target::postgres::{block_on, format_lsn, parse_lsn, PgConn, ServerInfo};
 use crate::target::{Source, StreamSource, Target, WalkEvent};
 
 /// File name of the base backup inside the snapshot.
@@ -131,7 +129,11 @@ impl Target for BaseTarget {
         let mut conn = self.conn.clone();
         let info = block_on(ServerInfo::read(&conn))?;
         conn.pick_bin_dir(info.version_num);
-        let archive_mode = info.settings.get("archive_mode").cloned().unwrap_or_default();
+        let archive_mode = info
+            .settings
+            .get("archive_mode")
+            .cloned()
+            .unwrap_or_default();
         if archive_mode == "off" {
             return Err(conn.err(
                 "archive_mode is off: a base backup is only restorable with the WAL archived \
@@ -156,11 +158,12 @@ impl Target for BaseTarget {
         ]);
         let what = format!("pg_basebackup of {conn}");
         let open = move || -> std::io::Result<Box<dyn Read + Send>> {
-            let child = ChildReader::spawn(cmd, what)?;
+            let child = crate::target::process::ChildReader::spawn(what, cmd)?;
             Ok(Box::new(ScanReader { inner: child, scan }))
         };
         let mut tar = file_node(BASE_TAR, 0o600);
-        tar.meta.insert("content-type".into(), "application/x-tar".into());
+        tar.meta
+            .insert("content-type".into(), "application/x-tar".into());
         emit(WalkEvent::Entry(
             tar,
             Source::Stream(StreamSource {
@@ -202,7 +205,8 @@ impl Target for BaseTarget {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| self.conn.err("backup_label has no START TIMELINE"))?;
         let ranges = wal_ranges(&scan.manifest_tail).ok_or_else(|| {
-            self.conn.err("the base backup stream has no backup_manifest with WAL-Ranges")
+            self.conn
+                .err("the base backup stream has no backup_manifest with WAL-Ranges")
         })?;
         let last = ranges
             .last()
@@ -402,7 +406,10 @@ mod tests {
             b.append_data(&mut h, name, data).unwrap();
         };
         add("PG_VERSION", b"15\n");
-        add("backup_label", b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTART TIMELINE: 1\n");
+        add(
+            "backup_label",
+            b"START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTART TIMELINE: 1\n",
+        );
         add("base/1/1234", &vec![7u8; 10_000]);
         add("backup_manifest", br#"{"Files": [], "WAL-Ranges": [ { "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100" } ], "Manifest-Checksum": "x"}"#);
         let bytes = b.into_inner().unwrap();
@@ -412,7 +419,10 @@ mod tests {
                 s.feed(c);
             }
             assert!(String::from_utf8_lossy(&s.label).contains("START TIMELINE: 1"));
-            assert_eq!(wal_ranges(&s.manifest_tail), Some(vec![(1, 0x2000028, 0x2000100)]));
+            assert_eq!(
+                wal_ranges(&s.manifest_tail),
+                Some(vec![(1, 0x2000028, 0x2000100)])
+            );
         }
     }
 }

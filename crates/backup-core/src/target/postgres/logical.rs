@@ -32,8 +32,8 @@ use crate::repository::tree::{Node, NodeKind, RawName};
 use crate::repository::Repository;
 use crate::target::postgres::base::{memory_source, SERVER_JSON};
 use crate::target::postgres::{
-    block_on, db_file_name, db_name_from_file, drain_stderr, quote_conf, quote_ident,
-    ChildReader, PgConn, ServerInfo,
+    block_on, db_file_name, db_name_from_file, drain_stderr, quote_conf, quote_ident, PgConn,
+    ServerInfo,
 };
 use crate::target::{Source, StreamSource, Target, WalkEvent};
 
@@ -70,7 +70,8 @@ fn node(name: &str, kind: NodeKind, mode: u32) -> Node {
 fn child_source(cmd: std::process::Command, what: String) -> Source {
     Source::Stream(StreamSource {
         open: Box::new(move || {
-            ChildReader::spawn(cmd, what).map(|c| Box::new(c) as Box<dyn Read + Send>)
+            crate::target::process::ChildReader::spawn(what, cmd)
+                .map(|c| Box::new(c) as Box<dyn Read + Send>)
         }),
         version: None,
     })
@@ -105,7 +106,11 @@ impl Target for LogicalTarget {
             .collect();
         sorted.sort();
         sorted.dedup();
-        emit(WalkEvent::EnterDir(node(DATABASES_DIR, NodeKind::Dir, 0o700)))?;
+        emit(WalkEvent::EnterDir(node(
+            DATABASES_DIR,
+            NodeKind::Dir,
+            0o700,
+        )))?;
         for (file, db) in sorted {
             let mut cmd = conn.command("pg_dump", &db);
             cmd.args(["--format=custom", "--no-password"]);
@@ -213,7 +218,10 @@ pub async fn restore_logical(
     let dir = find_node(repo, snap, std::path::Path::new("/databases")).await?;
     let tree = repo
         .load_tree(&dir.subtree.ok_or_else(|| {
-            Error::corrupt(format!("snapshot {}", snap.id.short()), "databases/ has no tree")
+            Error::corrupt(
+                format!("snapshot {}", snap.id.short()),
+                "databases/ has no tree",
+            )
         })?)
         .await?;
     let mut available: BTreeMap<String, Node> = BTreeMap::new();
@@ -245,21 +253,25 @@ pub async fn restore_logical(
             selected.len()
         )));
     }
-    let server_info: Option<ServerInfo> = match find_node(repo, snap, std::path::Path::new("/server.json")).await {
-        Ok(n) => {
-            let r = repo.clone();
-            let h = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || {
-                let mut s = String::new();
-                NodeReader::new(r, h, &n).take(16 << 20).read_to_string(&mut s).ok()?;
-                serde_json::from_str(&s).ok()
-            })
-            .await
-            .ok()
-            .flatten()
-        }
-        Err(_) => None,
-    };
+    let server_info: Option<ServerInfo> =
+        match find_node(repo, snap, std::path::Path::new("/server.json")).await {
+            Ok(n) => {
+                let r = repo.clone();
+                let h = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || {
+                    let mut s = String::new();
+                    NodeReader::new(r, h, &n)
+                        .take(16 << 20)
+                        .read_to_string(&mut s)
+                        .ok()?;
+                    serde_json::from_str(&s).ok()
+                })
+                .await
+                .ok()
+                .flatten()
+            }
+            Err(_) => None,
+        };
     let mut conn = opts.conn.clone();
     let admin = conn.connect(&conn.maintenance_db()).await?;
     let version: i32 = admin
@@ -277,14 +289,24 @@ pub async fn restore_logical(
     if opts.with_globals {
         let node = find_node(repo, snap, std::path::Path::new("/globals.sql")).await?;
         let mut cmd = conn.command("psql", &conn.maintenance_db());
-        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-f", "-"]);
+        cmd.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--no-password",
+            "-f",
+            "-",
+        ]);
         let h = tokio::runtime::Handle::current();
         let r = repo.clone();
         let c = conn.clone();
         tokio::task::spawn_blocking(move || {
             let reader = GlobalsFilter::new(std::io::BufReader::new(NodeReader::new(r, h, &node)));
             feed_child(cmd, reader, "psql applying globals.sql").map_err(|why| {
-                c.err(format!("restoring roles and tablespaces (globals.sql) failed: {why}"))
+                c.err(format!(
+                    "restoring roles and tablespaces (globals.sql) failed: {why}"
+                ))
             })
         })
         .await
@@ -303,7 +325,10 @@ pub async fn restore_logical(
             let src = server_info
                 .as_ref()
                 .and_then(|i| i.databases.iter().find(|d| d.name == db));
-            let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&target));
+            let mut sql = format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                quote_ident(&target)
+            );
             if let Some(d) = src {
                 sql.push_str(&format!(" ENCODING '{}'", d.encoding.replace('\'', "''")));
                 if opts.with_globals && !opts.no_owner {
@@ -481,7 +506,8 @@ mod tests {
         GlobalsFilter::new(std::io::Cursor::new(src))
             .read_to_string(&mut out)
             .unwrap();
-        assert!(out.contains("DO $dbm$BEGIN CREATE ROLE \"app owner\"; EXCEPTION WHEN duplicate_object"));
+        assert!(out
+            .contains("DO $dbm$BEGIN CREATE ROLE \"app owner\"; EXCEPTION WHEN duplicate_object"));
         assert!(out.contains("ALTER ROLE \"app owner\" WITH LOGIN;\n"));
         assert!(out.starts_with("SET x = 1;\n"));
     }

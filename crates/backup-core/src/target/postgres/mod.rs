@@ -25,12 +25,12 @@ pub mod pitr;
 pub mod wal;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::target::{Target, TargetSpec};
 
 /// What `backup postgres` takes (the PRD's default is logical).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -54,6 +54,37 @@ impl std::str::FromStr for PgBackupMode {
             ))),
         }
     }
+}
+
+/// Opens the PostgreSQL target for `specs` (one server per backup): a logical backup of
+/// `databases` (empty: all) or a base backup.
+///
+/// Errors: [`Error::InvalidInput`] for several servers in one backup, a spec that is not a
+/// `postgres://` URL (config names are resolved by the caller), or `databases` with a base
+/// backup (it always copies the whole cluster).
+pub fn open(
+    specs: &[TargetSpec],
+    mode: PgBackupMode,
+    databases: &[String],
+) -> Result<Arc<dyn Target>> {
+    let arg = match specs {
+        [TargetSpec::Postgres(a)] => a,
+        [TargetSpec::Postgres(_), ..] => {
+            return Err(Error::InvalidInput(
+                "one PostgreSQL server per backup: back up each server separately".into(),
+            ))
+        }
+        _ => return Err(Error::InvalidInput("not a postgres target".into())),
+    };
+    let conn = PgConn::parse(arg)?;
+    Ok(match mode {
+        PgBackupMode::Logical => Arc::new(logical::LogicalTarget::new(conn, databases.to_vec())),
+        PgBackupMode::Base if !databases.is_empty() => return Err(Error::InvalidInput(
+            "a base backup copies the whole cluster: --database applies to logical backups only"
+                .into(),
+        )),
+        PgBackupMode::Base => Arc::new(base::BaseTarget::new(conn)),
+    })
 }
 
 /// Connection parameters of a PostgreSQL server. Unset fields fall back to libpq's defaults in
@@ -107,12 +138,13 @@ impl PgConn {
     ///
     /// Errors: [`Error::InvalidInput`] for a `PGPORT` that is not a port number.
     pub fn from_env() -> Result<PgConn> {
-        let port = match env_nonempty("PGPORT") {
-            Some(p) => Some(p.parse::<u16>().map_err(|_| {
-                Error::InvalidInput(format!("PGPORT={p:?} is not a port number"))
-            })?),
-            None => None,
-        };
+        let port =
+            match env_nonempty("PGPORT") {
+                Some(p) => Some(p.parse::<u16>().map_err(|_| {
+                    Error::InvalidInput(format!("PGPORT={p:?} is not a port number"))
+                })?),
+                None => None,
+            };
         Ok(PgConn {
             host: env_nonempty("PGHOST"),
             port,
@@ -136,9 +168,9 @@ impl PgConn {
             return Ok(conn);
         }
         if !(arg.starts_with("postgres://") || arg.starts_with("postgresql://")) {
-            return Err(Error::InvalidInput(
-                "postgres target: expected `postgres`, `postgres:postgres://user@host:port/db`, or a name from the config file".into(),
-            ));
+            return Err(Error::InvalidInput(format!(
+                "postgres target {arg:?}: expected `postgres` (PG* variables), `postgres:postgres://user@host:port/db`, or a name from the config file"
+            )));
         }
         let cfg: tokio_postgres::Config = arg.parse().map_err(|e| {
             // The parser's message may quote the input; say only what kind of problem it is.
@@ -227,7 +259,14 @@ impl PgConn {
     /// in its arguments): `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE = db`.
     pub fn command(&self, prog: &str, db: &str) -> Command {
         let mut cmd = Command::new(self.program(prog));
-        for v in ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE"] {
+        for v in [
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGDATABASE",
+            "PGSSLMODE",
+        ] {
             cmd.env_remove(v);
         }
         cmd.env("PGHOST", self.host_or_default());
@@ -348,8 +387,7 @@ fn pgpass_lookup(host: &str, port: u16, db: &str, user: &str) -> Option<String> 
             continue;
         }
         let m = |pat: &str, v: &str| pat == "*" || pat == v;
-        if m(&fields[0], host) && m(&fields[1], &port) && m(&fields[2], db) && m(&fields[3], user)
-        {
+        if m(&fields[0], host) && m(&fields[1], &port) && m(&fields[2], db) && m(&fields[3], user) {
             return Some(fields.swap_remove(4));
         }
     }
@@ -368,7 +406,9 @@ pub fn quote_conf(s: &str) -> String {
 
 /// Runs `fut` to completion on a private current-thread runtime on a scoped thread, so it can
 /// be called from synchronous code anywhere (a blocking walker thread, or inside a runtime).
-pub(crate) fn block_on<T: Send>(fut: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
+pub(crate) fn block_on<T: Send>(
+    fut: impl std::future::Future<Output = Result<T>> + Send,
+) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             tokio::runtime::Builder::new_current_thread()
@@ -507,45 +547,8 @@ impl ServerInfo {
     }
 }
 
-/// The stdout of a child process as a reader. At EOF it waits for the child: a non-zero exit
-/// status becomes a read error naming the program and quoting the end of its stderr, so the
-/// engine fails the backup instead of storing a truncated dump. Dropping it early kills the
-/// child.
-pub struct ChildReader {
-    what: String,
-    child: Child,
-    stdout: ChildStdout,
-    stderr: Arc<Mutex<String>>,
-    stderr_thread: Option<std::thread::JoinHandle<()>>,
-    finished: bool,
-}
-
 /// Bytes of a child's stderr kept for error messages (the last ones).
 const STDERR_KEEP: usize = 8 * 1024;
-
-impl ChildReader {
-    /// Spawns `cmd` with stdout piped; `what` names it in errors (`pg_dump of database "x"`).
-    pub fn spawn(mut cmd: Command, what: impl Into<String>) -> std::io::Result<ChildReader> {
-        let what = what.into();
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot start {what} ({:?}): {e}", cmd.get_program()),
-            )
-        })?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (stderr, stderr_thread) = drain_stderr(&mut child, &what);
-        Ok(ChildReader {
-            what,
-            child,
-            stdout,
-            stderr,
-            stderr_thread: Some(stderr_thread),
-            finished: false,
-        })
-    }
-}
 
 /// Reads a child's stderr on a thread (so it can never fill its pipe and stall), logging each
 /// line at debug level and keeping the last [`STDERR_KEEP`] bytes.
@@ -573,45 +576,6 @@ pub(crate) fn drain_stderr(
         }
     });
     (keep, t)
-}
-
-impl Read for ChildReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.finished {
-            return Ok(0);
-        }
-        let n = self.stdout.read(buf)?;
-        if n > 0 || buf.is_empty() {
-            return Ok(n);
-        }
-        self.finished = true;
-        let status = self.child.wait()?;
-        if let Some(t) = self.stderr_thread.take() {
-            let _ = t.join();
-        }
-        if status.success() {
-            return Ok(0);
-        }
-        let err = self.stderr.lock().expect("stderr buffer").trim().to_string();
-        Err(std::io::Error::other(format!(
-            "{} failed ({status}){}",
-            self.what,
-            if err.is_empty() {
-                String::new()
-            } else {
-                format!(": {err}")
-            }
-        )))
-    }
-}
-
-impl Drop for ChildReader {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// Escapes a database name into one safe file name: `/`, `%`, control characters and a leading
@@ -683,7 +647,10 @@ mod tests {
     fn db_names_round_trip_through_file_names() {
         for n in ["postgres", "a/b", "100%", ".hidden", "tab\tname", "ü", ""] {
             let f = db_file_name(n);
-            assert!(!f.contains('/') && !f.starts_with('.') && !f.is_empty(), "{f}");
+            assert!(
+                !f.contains('/') && !f.starts_with('.') && !f.is_empty(),
+                "{f}"
+            );
             assert_eq!(db_name_from_file(&f), n);
         }
     }

@@ -91,7 +91,11 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>> {
         .or_else(|| t2.strip_suffix('Z'))
         .map(|x| format!("{x}+00:00"))
         .unwrap_or(t2.clone());
-    for f in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+    ] {
         if let Ok(d) = DateTime::parse_from_str(&t2, f) {
             return Ok(d.with_timezone(&Utc));
         }
@@ -130,7 +134,11 @@ pub struct PitrOptions {
 
 impl PitrOptions {
     /// Defaults for `destination`, `target` and `restore_command`.
-    pub fn new(destination: impl Into<PathBuf>, target: RecoveryTarget, restore_command: String) -> Self {
+    pub fn new(
+        destination: impl Into<PathBuf>,
+        target: RecoveryTarget,
+        restore_command: String,
+    ) -> Self {
         PitrOptions {
             destination: destination.into(),
             target,
@@ -207,34 +215,40 @@ fn refuse(reason: String) -> Error {
 ///
 /// Errors: [`Error::Target`] when no base backup ends before the target, when the target is
 /// after the newest archived WAL, or naming every missing segment on the way.
-pub async fn plan(repo: &Repository, target: RecoveryTarget, base: Option<&str>) -> Result<PitrPlan> {
+pub async fn plan(
+    repo: &Repository,
+    target: RecoveryTarget,
+    base: Option<&str>,
+) -> Result<PitrPlan> {
     let bases = wal::base_backups(repo).await?;
-    let base = match base {
-        Some(spec) => {
-            let snap = repo.find_snapshot(spec).await?;
-            BaseInfo::from_snapshot(&snap).ok_or_else(|| not_base(&snap))?
-        }
-        None => {
-            let fits = |b: &&BaseInfo| match target {
-                RecoveryTarget::Latest => true,
-                RecoveryTarget::Time(t) => b.stop_time <= t,
-                RecoveryTarget::Lsn(l) => b.stop_lsn <= l,
-            };
-            match bases.iter().rev().find(fits) {
-                Some(b) => b.clone(),
-                None => {
-                    return Err(refuse(match bases.first() {
-                        None => "the repository has no base backup (run `backup postgres --type base`)".into(),
+    let base =
+        match base {
+            Some(spec) => {
+                let snap = repo.find_snapshot(spec).await?;
+                BaseInfo::from_snapshot(&snap).ok_or_else(|| not_base(&snap))?
+            }
+            None => {
+                let fits = |b: &&BaseInfo| match target {
+                    RecoveryTarget::Latest => true,
+                    RecoveryTarget::Time(t) => b.stop_time <= t,
+                    RecoveryTarget::Lsn(l) => b.stop_lsn <= l,
+                };
+                match bases.iter().rev().find(fits) {
+                    Some(b) => b.clone(),
+                    None => return Err(refuse(match bases.first() {
+                        None => {
+                            "the repository has no base backup (run `backup postgres --type base`)"
+                                .into()
+                        }
                         Some(b) => format!(
                             "no base backup ended before {target}; the oldest ended at {} (LSN {})",
                             format_time(&b.stop_time),
                             format_lsn(b.stop_lsn)
                         ),
-                    }))
+                    })),
                 }
             }
-        }
-    };
+        };
     match target {
         RecoveryTarget::Time(t) if t < base.stop_time => {
             return Err(refuse(format!(
@@ -276,7 +290,14 @@ pub async fn plan(repo: &Repository, target: RecoveryTarget, base: Option<&str>)
             ))
         })?;
     let newest_written = wal::header(repo, &newest).await?.mtime;
-    let path = needed_ranges(base.timeline, base.start_lsn, newest.timeline, newest.segno(seg), &history, seg);
+    let path = needed_ranges(
+        base.timeline,
+        base.start_lsn,
+        newest.timeline,
+        newest.segno(seg),
+        &history,
+        seg,
+    );
     let end_segno = match target {
         RecoveryTarget::Latest => newest.segno(seg),
         RecoveryTarget::Lsn(l) => {
@@ -303,11 +324,25 @@ pub async fn plan(repo: &Repository, target: RecoveryTarget, base: Option<&str>)
             first_written_after(repo, &view, &path, seg, t).await?
         }
     };
-    let ranges = needed_ranges(base.timeline, base.start_lsn, newest.timeline, end_segno, &history, seg);
+    let ranges = needed_ranges(
+        base.timeline,
+        base.start_lsn,
+        newest.timeline,
+        end_segno,
+        &history,
+        seg,
+    );
     // A base backup needs at least its own range, even for a target inside it.
     let own_end = segno_of(base.stop_lsn, seg).max(end_segno);
     let ranges = if own_end > end_segno {
-        needed_ranges(base.timeline, base.start_lsn, newest.timeline, own_end, &history, seg)
+        needed_ranges(
+            base.timeline,
+            base.start_lsn,
+            newest.timeline,
+            own_end,
+            &history,
+            seg,
+        )
     } else {
         ranges
     };
@@ -321,8 +356,14 @@ pub async fn plan(repo: &Repository, target: RecoveryTarget, base: Option<&str>)
             missing.join(", ")
         )));
     }
-    let first = ranges.first().map(|r| segment_name(r.timeline, r.from, seg)).unwrap_or_default();
-    let last = ranges.last().map(|r| segment_name(r.timeline, r.to, seg)).unwrap_or_default();
+    let first = ranges
+        .first()
+        .map(|r| segment_name(r.timeline, r.from, seg))
+        .unwrap_or_default();
+    let last = ranges
+        .last()
+        .map(|r| segment_name(r.timeline, r.to, seg))
+        .unwrap_or_default();
     Ok(PitrPlan {
         timeline: newest.timeline,
         first_segment: first,
@@ -381,7 +422,8 @@ pub async fn restore_pitr(repo: &Arc<Repository>, opts: &PitrOptions) -> Result<
         if !empty {
             return Err(Error::Destination {
                 path: dest,
-                reason: "is not empty; a data directory is restored into an empty or new directory".into(),
+                reason: "is not empty; a data directory is restored into an empty or new directory"
+                    .into(),
             });
         }
     }
@@ -513,7 +555,8 @@ fn write_recovery_files(
     for (k, v) in settings {
         text.push_str(&format!("{k} = {}\n", quote_conf(v)));
     }
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(&auto, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(&auto, e))?;
     f.sync_all().map_err(|e| Error::io(&auto, e))?;
     let signal = dest.join("recovery.signal");
     std::fs::write(&signal, b"").map_err(|e| Error::io(&signal, e))?;
@@ -537,7 +580,9 @@ fn lookup_user(name: &str) -> Result<(u32, u32)> {
     // SAFETY: getpwnam with a valid C string; the result is read before any other call.
     let pw = unsafe { libc::getpwnam(c.as_ptr()) };
     if pw.is_null() {
-        return Err(Error::InvalidInput(format!("no OS user {name:?} (the user that runs PostgreSQL)")));
+        return Err(Error::InvalidInput(format!(
+            "no OS user {name:?} (the user that runs PostgreSQL)"
+        )));
     }
     // SAFETY: pw is non-null and points to a valid passwd struct.
     Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
@@ -586,9 +631,13 @@ fn check_blocking(dest: &Path, run_as: Option<&str>, opts: &PitrOptions) -> Resu
         .bin_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/postgresql/{}/bin", version.trim())));
-    let tmp = std::env::temp_dir().join(format!("dbm-check-{}", &crate::repository::crypto::random_id()[..12]));
+    let tmp = std::env::temp_dir().join(format!(
+        "dbm-check-{}",
+        &crate::repository::crypto::random_id()[..12]
+    ));
     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(&tmp, e))?;
     if let Some(u) = run_as {
         if unsafe { libc::geteuid() } == 0 {
             let (uid, gid) = lookup_user(u)?;
@@ -600,7 +649,13 @@ fn check_blocking(dest: &Path, run_as: Option<&str>, opts: &PitrOptions) -> Resu
     result
 }
 
-fn run_check(dest: &Path, run_as: Option<&str>, bin: &Path, tmp: &Path, opts: &PitrOptions) -> Result<CheckReport> {
+fn run_check(
+    dest: &Path,
+    run_as: Option<&str>,
+    bin: &Path,
+    tmp: &Path,
+    opts: &PitrOptions,
+) -> Result<CheckReport> {
     let mut rng = [0u8; 2];
     crate::repository::crypto::random_bytes(&mut rng);
     let port = 20000 + (u16::from_le_bytes(rng) % 40000);
@@ -619,7 +674,14 @@ fn run_check(dest: &Path, run_as: Option<&str>, bin: &Path, tmp: &Path, opts: &P
         .arg(dest)
         .arg("-l")
         .arg(&log)
-        .args(["-w", "-t", &opts.check_timeout_secs.to_string(), "-o", &server_opts, "start"])
+        .args([
+            "-w",
+            "-t",
+            &opts.check_timeout_secs.to_string(),
+            "-o",
+            &server_opts,
+            "start",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| fail(format!("cannot run pg_ctl: {e}")))?;
@@ -631,7 +693,9 @@ fn run_check(dest: &Path, run_as: Option<&str>, bin: &Path, tmp: &Path, opts: &P
     if !out.status.success() {
         report.log = interesting(&read_log());
         if report.log.is_empty() {
-            report.log.push(String::from_utf8_lossy(&out.stderr).trim().to_string());
+            report
+                .log
+                .push(String::from_utf8_lossy(&out.stderr).trim().to_string());
         }
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
@@ -641,7 +705,14 @@ fn run_check(dest: &Path, run_as: Option<&str>, bin: &Path, tmp: &Path, opts: &P
         let q = as_user(run_as, &bin.join("psql"))
             .args(["-X", "-A", "-t", "-h"])
             .arg(tmp)
-            .args(["-p", &port.to_string(), "-d", "template1", "-c", "SELECT pg_is_in_recovery()"])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-d",
+                "template1",
+                "-c",
+                "SELECT pg_is_in_recovery()",
+            ])
             .env_remove("PGPASSWORD")
             .stdin(std::process::Stdio::null())
             .output();

@@ -267,7 +267,11 @@ pub async fn push(repo: &Repository, path: &Path) -> Result<PushOutcome> {
     Ok(PushOutcome::Stored)
 }
 
-async fn compare_existing(repo: &Repository, obj: &str, digest: &str) -> Result<Option<PushOutcome>> {
+async fn compare_existing(
+    repo: &Repository,
+    obj: &str,
+    digest: &str,
+) -> Result<Option<PushOutcome>> {
     if repo.store().head(obj).await?.is_none() {
         return Ok(None);
     }
@@ -599,8 +603,10 @@ pub async fn verify_wal(repo: &Repository) -> Result<WalVerifyReport> {
         let start = match bases.first() {
             Some(b) => Some((b.timeline, b.start_lsn, Some(b.snapshot.clone()))),
             None => {
-                r.warnings
-                    .push("no base backup in the repository: point-in-time recovery is not possible yet".into());
+                r.warnings.push(
+                    "no base backup in the repository: point-in-time recovery is not possible yet"
+                        .into(),
+                );
                 let t = (1..=tli).find(|t| view.oldest_segment(*t).is_some());
                 t.and_then(|t| view.oldest_segment(t))
                     .map(|o| (o.timeline, o.segno(seg_size) * seg_size, None))
@@ -615,7 +621,11 @@ pub async fn verify_wal(repo: &Repository) -> Result<WalVerifyReport> {
                 slsn,
                 newest.timeline,
                 newest.segno(seg_size),
-                if newest.timeline == tli { &history } else { &[] },
+                if newest.timeline == tli {
+                    &history
+                } else {
+                    &[]
+                },
                 seg_size,
             );
             add(missing_in(&ranges, &view.segments, seg_size), &mut missing);
@@ -666,7 +676,10 @@ pub async fn prune_wal(
             rep.kept = files.len();
             return Ok(rep);
         }
-        let seg_size = bases.last().map(|b| b.wal_segment_size).unwrap_or(DEFAULT_SEGMENT_SIZE);
+        let seg_size = bases
+            .last()
+            .map(|b| b.wal_segment_size)
+            .unwrap_or(DEFAULT_SEGMENT_SIZE);
         let edge = now - window;
         // The newest base at or before the window's start covers it; all newer ones too.
         let anchor = bases.iter().rposition(|b| b.stop_time <= edge).unwrap_or(0);
@@ -742,13 +755,29 @@ mod tests {
         assert_eq!(s.segno(16 << 20), 2 * 256 + 3);
         assert_eq!(s.object_path(), "wal/00000001/000000010000000200000003");
         assert_eq!(segment_name(1, 2 * 256 + 3, 16 << 20), s.name);
-        assert_eq!(WalName::parse("00000002.history").unwrap().kind, WalKind::History);
         assert_eq!(
-            WalName::parse("000000010000000000000002.00000028.backup").unwrap().kind,
+            WalName::parse("00000002.history").unwrap().kind,
+            WalKind::History
+        );
+        assert_eq!(
+            WalName::parse("000000010000000000000002.00000028.backup")
+                .unwrap()
+                .kind,
             WalKind::Backup
         );
-        assert_eq!(WalName::parse("000000020000000000000005.partial").unwrap().kind, WalKind::Partial);
-        for bad in ["../x", "00000001000000000000000G", "RECOVERYXLOG", "0000000000000000000000001", "00000000.history"] {
+        assert_eq!(
+            WalName::parse("000000020000000000000005.partial")
+                .unwrap()
+                .kind,
+            WalKind::Partial
+        );
+        for bad in [
+            "../x",
+            "00000001000000000000000G",
+            "RECOVERYXLOG",
+            "0000000000000000000000001",
+            "00000000.history",
+        ] {
             assert!(WalName::parse(bad).is_err(), "{bad}");
         }
     }
@@ -762,13 +791,36 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                SegmentRange { timeline: 1, from: 2, to: 4 },
-                SegmentRange { timeline: 2, from: 5, to: 7 }
+                SegmentRange {
+                    timeline: 1,
+                    from: 2,
+                    to: 4
+                },
+                SegmentRange {
+                    timeline: 2,
+                    from: 5,
+                    to: 7
+                }
             ]
         );
-        let have: BTreeSet<String> = ["000000010000000000000002", "000000010000000000000004", "000000020000000000000005", "000000020000000000000006", "000000020000000000000007"]
-            .iter().map(|s| s.to_string()).collect();
+        let have: BTreeSet<String> = [
+            "000000010000000000000002",
+            "000000010000000000000004",
+            "000000020000000000000005",
+            "000000020000000000000006",
+            "000000020000000000000007",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(missing_in(&r, &have, seg), vec!["000000010000000000000003"]);
-        assert_eq!(needed_ranges(1, 0x2000028, 1, 3, &[], seg), vec![SegmentRange { timeline: 1, from: 2, to: 3 }]);
+        assert_eq!(
+            needed_ranges(1, 0x2000028, 1, 3, &[], seg),
+            vec![SegmentRange {
+                timeline: 1,
+                from: 2,
+                to: 3
+            }]
+        );
     }
 }
