@@ -148,6 +148,8 @@ pub struct RestoreArgs {
     #[arg(long = "include", short = 'i')]
     pub include: Vec<PathBuf>,
     /// Restore only these targets of the snapshot (e.g. files:/srv/data), comma-separated.
+    /// `postgres[:URL|NAME]`: a logical snapshot into that server, or with --destination a data
+    /// directory recovered to a point in time.
     #[arg(long, value_delimiter = ',')]
     pub targets: Vec<String>,
     /// Re-read every restored file and compare it with the snapshot's digest.

@@ -36,6 +36,10 @@ fn cli_reference_matches_help() {
         "repair-index",
         "status",
         "version",
+        "wal-push",
+        "wal-fetch",
+        "wal-config",
+        "wal-prune",
     ] {
         commands.push(vec![c]);
     }
