@@ -312,6 +312,43 @@ fn point_in_time_restore_and_missing_wal() {
     assert_eq!(run.code(), Some(1), "{}", run.describe());
     assert!(run.stderr_str().contains(&lost), "{}", run.describe());
     assert!(!r5.exists(), "a refused restore wrote {}", r5.display());
+    // Retention: with a zero window only WAL before the base backup may go; everything the
+    // base backup needs stays, and a restore to T still works afterwards.
+    let start_lsn = base["meta"]["start_lsn"].as_str().unwrap().to_string();
+    let (hi, lo) = start_lsn.split_once('/').unwrap();
+    let lsn = u64::from_str_radix(hi, 16).unwrap() << 32 | u64::from_str_radix(lo, 16).unwrap();
+    let segno = lsn / (16 << 20);
+    let start_seg = format!("00000001{:08X}{:08X}", segno / 256, segno % 256);
+    let p = env.run(&["wal-prune", "--window", "0d", "--json"], None);
+    p.expect_success();
+    let pr = p.json();
+    for d in pr["deleted"].as_array().expect("deleted list") {
+        let d = d.as_str().unwrap();
+        assert!(
+            &d[..24] < start_seg.as_str(),
+            "wal-prune deleted {d}, which base backup (start {start_seg}) needs\n{}",
+            p.describe()
+        );
+    }
+    assert!(env.repo.join("wal/00000001").join(&start_seg).is_file());
+    // The segment before the backup (switched away by pg_backup_start) is no longer needed.
+    assert!(
+        !pr["deleted"].as_array().unwrap().is_empty(),
+        "{}",
+        p.describe()
+    );
+    let after = env.run(&["verify", "--wal"], None);
+    assert_eq!(after.code(), Some(1), "{}", after.describe());
+    assert_eq!(
+        after
+            .stdout_str()
+            .lines()
+            .filter(|l| l.starts_with("MISSING"))
+            .collect::<Vec<_>>(),
+        vec![format!("MISSING {lost}")],
+        "{}",
+        after.describe()
+    );
     // A target before the gap still works (T's WAL is all there).
     let r6 = env.dest("r6");
     env.run(
