@@ -278,6 +278,10 @@ pub async fn wal_config(s: &Settings, a: WalConfigArgs) -> Result<u8> {
                 .await
                 .with_context(|| format!("reading {k}"))?
                 .get(0);
+            // Never lower wal_level (logical includes replica) or replace a chosen timeout.
+            if (k == "wal_level" && cur != "minimal") || (k == "archive_timeout" && cur != "0") {
+                continue;
+            }
             c.batch_execute(&format!("ALTER SYSTEM SET {k} = {}", sql_literal(v)))
                 .await
                 .with_context(|| format!("ALTER SYSTEM SET {k}"))?;

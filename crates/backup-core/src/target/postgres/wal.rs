@@ -631,6 +631,11 @@ pub async fn verify_wal(repo: &Repository) -> Result<WalVerifyReport> {
             add(missing_in(&ranges, &view.segments, seg_size), &mut missing);
         }
     }
+    if view.newest_timeline().is_none() {
+        r.warnings.push(
+            "the WAL archive is empty: is archive_command set to wal-push (see wal-config)?".into(),
+        );
+    }
     missing.sort();
     r.missing = missing;
     r.ok = r.missing.is_empty();
