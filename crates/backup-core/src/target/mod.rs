@@ -74,10 +74,11 @@ impl std::fmt::Display for TargetSpec {
         match self {
             TargetSpec::Files(p) => write!(f, "files:{}", p.display()),
             TargetSpec::Postgres(a) if a.is_empty() => f.write_str("postgres"),
+            // Never the password: this text is logged and stored in snapshots.
             TargetSpec::Postgres(a)
                 if a.starts_with("postgres://") || a.starts_with("postgresql://") =>
             {
-                f.write_str(a)
+                f.write_str(&postgres::redact_url(a))
             }
             TargetSpec::Postgres(a) => write!(f, "postgres:{a}"),
             TargetSpec::Minio(a) if a.is_empty() => f.write_str("minio"),

@@ -364,7 +364,22 @@ pub async fn restore_logical(
             })
         })
         .await
-        .map_err(|e| Error::InvalidInput(format!("restore task failed: {e}")))??;
+        .map_err(|e| Error::InvalidInput(format!("restore task failed: {e}")))?;
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                // A database this restore created is removed again, so a retry starts clean.
+                if !exists {
+                    if let Err(d) = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&target)))
+                        .await
+                    {
+                        tracing::warn!("could not drop the database {target:?} created for the failed restore: {d}");
+                    }
+                }
+                return Err(e);
+            }
+        };
         tracing::info!("restored database {target:?} ({bytes} bytes of dump)");
         report.databases.push(RestoredDatabase {
             source,

@@ -394,6 +394,38 @@ fn pgpass_lookup(host: &str, port: u16, db: &str, user: &str) -> Option<String> 
     None
 }
 
+/// A `postgres://` URL without its password (in the user info or a `password=` parameter),
+/// for anything that is shown or stored: snapshot targets, logs, messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{user}@{host}")
+        }
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let q: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.to_ascii_lowercase().starts_with("password="))
+                .collect();
+            if q.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", q.join("&"))
+            }
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// Quotes an SQL identifier (`"` doubled).
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -661,6 +693,17 @@ mod tests {
         assert_eq!(parse_lsn("1/0").unwrap(), 1 << 32);
         assert_eq!(format_lsn(0x1_0300_0060), "1/3000060");
         assert!(parse_lsn("zz").is_err());
+    }
+
+    #[test]
+    fn redacted_urls_have_no_password() {
+        assert_eq!(
+            redact_url("postgres://alice:s3cret@db:5432/app?sslmode=require&password=x"),
+            "postgres://alice@db:5432/app?sslmode=require"
+        );
+        assert_eq!(redact_url("postgresql://db/app"), "postgresql://db/app");
+        assert_eq!(redact_url("postgres://a:b:c@h"), "postgres://a@h");
+        assert_eq!(redact_url("postgres://h?password=x"), "postgres://h");
     }
 
     #[test]
