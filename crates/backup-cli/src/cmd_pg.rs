@@ -128,7 +128,8 @@ pub fn conn_of(s: &Settings, spec: &str) -> Result<PgConn> {
         Some(("postgres", a)) => a.to_string(),
         None if spec == "postgres" => String::new(),
         _ => bail!(
-            "{spec:?} is not a postgres target (postgres, postgres:postgres://…, or a config name)"
+            "{:?} is not a postgres target (postgres, postgres:postgres://…, or a config name)",
+            pg::redact_url(&spec)
         ),
     };
     if !arg.is_empty() && !arg.contains("://") {
