@@ -12,8 +12,8 @@
 //!
 //! Rules from the PostgreSQL manual, "Continuous Archiving and Point-in-Time Recovery (PITR)":
 //! * `archive_command` must exit 0 only once the file is safely stored: [`push`] writes the
-//!   object create-only, then flushes the store (`syncfs` for a local folder; an object store is
-//!   durable once its PUT returns);
+//!   object create-only, then makes it durable (`fsync` of the file and its folders in a local
+//!   repository; an object store is durable once its PUT returns);
 //! * archiving the same file twice must succeed when the content is identical and must fail
 //!   when it differs (a second server archiving into the same repository);
 //! * `restore_command` must exit non-zero for a file that is not in the archive (the server asks
@@ -262,9 +262,39 @@ pub async fn push(repo: &Repository, path: &Path) -> Result<PushOutcome> {
             return Ok(o);
         }
     }
-    repo.store().flush().await?;
+    make_durable(repo, &obj).await?;
     tracing::info!("archived {}", name.name);
     Ok(PushOutcome::Stored)
+}
+
+/// Makes one archived object durable. In a local folder: `fsync` of the file and of the
+/// folders on its path (much cheaper than `syncfs` of the whole filesystem on a busy host);
+/// elsewhere the store's `flush` (an object store is durable once its PUT returns).
+async fn make_durable(repo: &Repository, obj: &str) -> Result<()> {
+    let Some(root) = repo.store().local_root().map(Path::to_path_buf) else {
+        return repo.store().flush().await;
+    };
+    let obj = obj.to_string();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let file = root.join(&obj);
+        let sync = |p: &Path| {
+            std::fs::File::open(p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(p, e))
+        };
+        sync(&file)?;
+        let mut dir = file.parent();
+        while let Some(d) = dir {
+            sync(d)?;
+            if d == root {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::InvalidInput(format!("sync task failed: {e}")))?
 }
 
 async fn compare_existing(
@@ -276,10 +306,20 @@ async fn compare_existing(
         return Ok(None);
     }
     let body = repo.store().get(obj).await?;
-    let (h, _) = open_object(repo, obj, &body)?;
+    let h = match open_object(repo, obj, &body) {
+        Ok((h, _)) => h,
+        Err(e @ Error::Corrupt { .. }) => {
+            // Left damaged by a crash before an earlier push returned (so the server still has
+            // the file and is pushing it again): replace it.
+            tracing::warn!("replacing damaged archived file: {e}");
+            repo.store().delete(obj).await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     if h.digest == digest {
         // Make sure the earlier copy is durable too before saying yes.
-        repo.store().flush().await?;
+        make_durable(repo, obj).await?;
         Ok(Some(PushOutcome::AlreadyArchived))
     } else {
         Err(Error::Target {
