@@ -27,9 +27,9 @@ export DBM_PASSWORD=${DBM_PASSWORD:-dbm-bench-password}
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
 say() { printf '==> %s\n' "$*" >&2; }
 now() { date +%s.%N; }
-secs() { echo "$2 - $1" | bc; }
+secs() { printf '%.2f' "$(echo "$2 - $1" | bc)"; }
 size_of() { du -sb "$1" | cut -f1; }
-mib() { echo "scale=1; $1 / 1048576" | bc; }
+mib() { printf '%.1f' "$(echo "scale=3; $1 / 1048576" | bc)"; }
 command -v bc >/dev/null || apt-get install -y bc >/dev/null
 
 DBM=${DBM_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/data-backup-manager}
@@ -132,7 +132,7 @@ push_n() { # n mode
     else as_pg "$DBM" --repo "$P/repo" wal-push "$P/push/$f"; fi
     rm -f "$P/push/$f"
   done
-  t1=$(now); echo "scale=3; ($t1 - $t0) / $1" | bc
+  t1=$(now); printf '%.3f' "$(echo "scale=4; ($t1 - $t0) / $1" | bc)"
 }
 PUSH_KEY=$(push_n 10 key 0); PUSH_PW=$(push_n 5 pw 100)
 
@@ -153,5 +153,5 @@ PostgreSQL benchmark ($(nproc) cores; pgbench scale $SCALE; database $(mib "$DBS
 | wal-push per segment, key file                   | $PUSH_KEY | |
 | wal-push per segment, password (Argon2id)        | $PUSH_PW | |
 
-backup/pg_dump wall-time ratio: $(echo "scale=2; $T_DBM / $T_DUMP" | bc); repository/dump size ratio: $(echo "scale=2; $S_REPO / $S_DUMP" | bc)
+backup/pg_dump wall-time ratio: $(printf '%.2f' "$(echo "scale=4; $T_DBM / $T_DUMP" | bc)"); repository/dump size ratio: $(printf '%.3f' "$(echo "scale=4; $S_REPO / $S_DUMP" | bc)")
 EOF
