@@ -30,7 +30,9 @@ pub struct Cli {
 /// Flags accepted by every command.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Repository location: a local path (default ./data/backups, or `repository:` in the config file).
+    /// Repository location: a local path (default ./data/backups, or `repository:` in the config
+    /// file), or s3://bucket/prefix, gs://bucket/prefix, az://container/prefix (settings from
+    /// AWS_* / MINIO_* variables or the config's `storage:` section).
     #[arg(long, short = 'r', global = true, env = "DBM_REPOSITORY")]
     pub repo: Option<String>,
     /// Read the repository password from this file (first line). Else DBM_PASSWORD, else a prompt.
