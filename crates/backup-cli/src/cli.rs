@@ -81,6 +81,8 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Delete data no snapshot uses.
     Prune(PruneArgs),
+    /// Copy snapshots to another repository (local <-> S3), re-encrypted and deduplicated there.
+    Copy(crate::cmd_copy::CopyArgs),
     /// Manage the repository's keys (passwords).
     #[command(subcommand)]
     Key(KeyCommand),

@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Forget(a) => forget_cmd(&s, a).await,
         Command::Prune(a) => prune_cmd(&s, a).await,
         Command::Key(k) => key(&s, k).await,
+        Command::Copy(a) => crate::cmd_copy::run(&s, a).await,
         Command::RepairIndex => {
             let repo = s.open().await?;
             let r = backup_core::engine::repair::rebuild_index(&repo, &s.bar()).await?;
