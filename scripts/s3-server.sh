@@ -18,6 +18,10 @@
 # /tmp/dbm-s3.env), DBM_S3_PORT (default 7480), DBM_CEPH_MEM_BYTES (OSD capacity, default 16 GiB;
 # memory is used only as data is written).
 #
+# Another port (DBM_S3_PORT=7481 DBM_S3_ENV=/tmp/dbm-s3-7481.env scripts/s3-server.sh start)
+# starts a second gateway on the same cluster (same buckets and keys) that can be stopped
+# without disturbing users of the first: the outage test does this.
+#
 # The env file sets AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and
 # AWS_ALLOW_HTTP=true; `. /tmp/dbm-s3.env` (or `set -a; . /tmp/dbm-s3.env; set +a`) before use.
 set -euo pipefail
@@ -27,6 +31,8 @@ ENV_FILE="${DBM_S3_ENV:-/tmp/dbm-s3.env}"
 PORT="${DBM_S3_PORT:-7480}"
 MEM_BYTES="${DBM_CEPH_MEM_BYTES:-17179869184}"
 CONF="$DIR/ceph.conf"
+NAME="client.rgw.dbm"
+[ "$PORT" = 7480 ] || NAME="client.rgw.dbm$PORT"
 ENDPOINT="http://127.0.0.1:$PORT"
 # Fixed test keys (public: they are in this file). The gateway listens on 127.0.0.1 only.
 ACCESS_KEY="DBMTESTACCESSKEY0001"
@@ -156,14 +162,15 @@ build_cluster() {
 }
 
 start_gateway() {
-  if ! pid_alive "$DIR/run/client.rgw.dbm.pid"; then
-    radosgw -c "$CONF" -n client.rgw.dbm
+  if ! pid_alive "$DIR/run/$NAME.pid"; then
+    radosgw -c "$CONF" -n "$NAME" --rgw-frontends="beast endpoint=127.0.0.1:$PORT" \
+      --ms-mon-client-mode=crc --rgw-data="$DIR/rgw"
   fi
   for _ in $(seq 120); do
     answers && return 0
     sleep 1
   done
-  log "the gateway does not answer on $ENDPOINT; see $DIR/log/client.rgw.dbm.log"
+  log "the gateway does not answer on $ENDPOINT; see $DIR/log/$NAME.log"
   exit 1
 }
 
@@ -189,7 +196,7 @@ EOF
 }
 
 stop_gateway() {
-  local f="$DIR/run/client.rgw.dbm.pid"
+  local f="$DIR/run/$NAME.pid"
   if pid_alive "$f"; then
     local pid
     pid="$(cat "$f")"
@@ -205,8 +212,7 @@ stop_gateway() {
 
 stop_all() {
   local n f
-  for n in client.rgw.dbm osd.0 mgr.x mon.a; do
-    f="$DIR/run/$n.pid"
+  for f in "$DIR"/run/client.rgw.*.pid "$DIR/run/osd.0.pid" "$DIR/run/mgr.x.pid" "$DIR/run/mon.a.pid"; do
     if pid_alive "$f"; then
       kill "$(cat "$f")" 2>/dev/null || true
       for _ in $(seq 50); do
@@ -224,7 +230,10 @@ start() {
     return 0
   fi
   install_packages
-  cluster_up || build_cluster
+  if ! cluster_up; then
+    [ "$PORT" = 7480 ] || { log "start the main gateway (port 7480) first"; exit 1; }
+    build_cluster
+  fi
   start_gateway
   create_user
   write_env

@@ -27,7 +27,7 @@
 //! one.
 //!
 //! # Transfers
-//! * Retries: `object_store`'s retry loop (exponential backoff from 100 ms to 15 s) on 5xx,
+//! * Retries: `object_store`'s retry loop (randomised exponential backoff from 0.5 s to 15 s) on 5xx,
 //!   429, connection errors and, for idempotent requests, timeouts; at most `max_retries`
 //!   (default 10) within `retry_timeout` (default 180 s).
 //! * Objects from `multipart_threshold` bytes (default 8 MiB, so a 16 MiB pack is two parts)
@@ -70,8 +70,8 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, PutResult,
-    RetryConfig,
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    PutResult, RetryConfig,
 };
 use serde::Deserialize;
 
@@ -391,7 +391,13 @@ impl S3Settings {
         RetryConfig {
             max_retries: self.max_retries,
             retry_timeout: self.retry_timeout,
-            ..Default::default()
+            // object_store draws each wait from [init, previous × base): with its defaults
+            // (0.1 s, × 2) ten retries are over in about 2 s, too soon for a server restart.
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(15),
+                base: 3.0,
+            },
         }
     }
 
