@@ -320,7 +320,7 @@ async fn copy_file(
     report: &mut CopyReport,
 ) -> Result<()> {
     let known = node.content.iter().all(|b| maps.blobs.contains_key(b));
-    let digest_known = node.digest.map_or(true, |d| maps.digests.contains_key(&d));
+    let digest_known = node.digest.is_none_or(|d| maps.digests.contains_key(&d));
     if known && digest_known {
         for b in &mut node.content {
             *b = maps.blobs[b];
