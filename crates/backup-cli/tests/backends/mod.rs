@@ -129,13 +129,21 @@ impl TestRepo {
     /// A not yet initialised S3 repository (`None`: skipped, see the module docs).
     pub fn s3(test: &str) -> Option<TestRepo> {
         let s3 = S3Env::get(test)?;
-        Some(TestRepo {
-            url: format!("s3://{BUCKET}/{}", unique(test)),
+        Some(TestRepo::s3_at(
+            s3,
+            format!("s3://{BUCKET}/{}", unique(test)),
+        ))
+    }
+
+    /// The S3 repository at `url` (deleted when dropped).
+    pub fn s3_at(s3: S3Env, url: String) -> TestRepo {
+        TestRepo {
+            url,
             env: s3.vars.clone().into_iter().collect(),
             password: PASSWORD.into(),
             s3: Some(s3),
             _tmp: None,
-        })
+        }
     }
 
     pub fn is_s3(&self) -> bool {

@@ -773,8 +773,14 @@ impl CloudStore {
         Ok(supported)
     }
 
-    /// Adds the repository to an error, keeping the kinds callers match on.
+    /// Adds the repository to an error, keeping the kinds callers match on. A missing bucket
+    /// means there is no repository (`init` creates the bucket).
     fn ctx(&self, e: object_store::Error) -> Error {
+        if e.to_string().contains("<Code>NoSuchBucket</Code>") {
+            return Error::RepositoryNotFound {
+                repo: self.location.clone(),
+            };
+        }
         match e {
             e @ (object_store::Error::NotFound { .. }
             | object_store::Error::AlreadyExists { .. }
