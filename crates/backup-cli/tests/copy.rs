@@ -170,6 +170,18 @@ fn local_to_s3_and_back() {
         snaps[2]["parent"], snaps[1]["id"],
         "the copy's parent is the copy of the original's parent"
     );
+
+    // S3 -> S3 (another prefix of the same server).
+    let s3b = TestRepo::s3("copy_s3_to_s3").expect("S3 is up");
+    s3b.init();
+    copy(&s3, &s3b, &["--all"]).expect_success();
+    let ids = snapshot_ids(&s3b);
+    assert_eq!(ids.len(), 3);
+    let d = restore(&s3b, ids.last().unwrap());
+    assert_trees_equal(&tree.root, &restored_path(d.path(), &tree.root));
+    let r = copy(&s3, &s3b, &["--all"]);
+    r.expect_success();
+    assert_eq!(r.json()["bytes_added"], 0, "{}", r.describe());
 }
 
 #[test]
