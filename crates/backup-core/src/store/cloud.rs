@@ -611,6 +611,8 @@ fn generic(msg: String) -> Error {
 /// A repository on object storage (see the module docs).
 pub struct CloudStore {
     url: CloudUrl,
+    /// `S3`, `GCS` or `Azure`, for messages.
+    label: &'static str,
     location: String,
     /// Shared read/list/delete code over the prefixed store.
     backend: ObjectStoreBackend,
@@ -702,6 +704,11 @@ impl CloudStore {
         }
         Ok(CloudStore {
             url: url.clone(),
+            label: match url.provider {
+                Provider::S3 => "S3",
+                Provider::Gcs => "GCS",
+                Provider::Azure => "Azure",
+            },
             backend: ObjectStoreBackend::new(inner, location.clone()),
             location,
             s3,
@@ -785,10 +792,17 @@ impl CloudStore {
             e @ (object_store::Error::NotFound { .. }
             | object_store::Error::AlreadyExists { .. }
             | object_store::Error::Precondition { .. }) => Error::Store(e),
-            e => Error::Store(object_store::Error::Generic {
-                store: "S3",
-                source: format!("repository {}: {e}", self.location).into(),
-            }),
+            e => {
+                // Generic errors already say "Generic S3 error": do not say it twice.
+                let inner = match &e {
+                    object_store::Error::Generic { source, .. } => source.to_string(),
+                    e => e.to_string(),
+                };
+                Error::Store(object_store::Error::Generic {
+                    store: self.label,
+                    source: format!("repository {}: {inner}", self.location).into(),
+                })
+            }
         }
     }
 
@@ -892,10 +906,14 @@ impl CloudStore {
             async move {
                 // Never leave an object that does not hold what we meant to write.
                 let _ = store.delete(&p).await;
-                Err(generic(format!(
-                    "repository {}: upload of {p} failed verification: {why}; the object was deleted",
-                    self.location
-                )))
+                Err(Error::Store(object_store::Error::Generic {
+                    store: self.label,
+                    source: format!(
+                        "repository {}: upload of {p} failed verification: {why}; the object was deleted",
+                        self.location
+                    )
+                    .into(),
+                }))
             }
         };
         if self.verify_etag && md5_like {
