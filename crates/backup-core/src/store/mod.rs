@@ -60,6 +60,7 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes partial uploads left by interrupted writers and returns how many. Call only
     /// under the exclusive lock. Local folder: `object_store` stages a write as `<name>#<n>`
     /// and renames it into place; such names are never listed, so they are found here.
+    /// S3: unfinished multipart uploads under the prefix are aborted.
     async fn remove_partial_uploads(&self) -> Result<usize> {
         Ok(0)
     }
