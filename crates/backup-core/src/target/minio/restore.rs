@@ -179,7 +179,7 @@ async fn restore_bucket(
                 let (r, h, n) = (repo.clone(), tokio::runtime::Handle::current(), n.clone());
                 let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
                     let mut buf = Vec::new();
-                    NodeReader::new(r, h, &n)?
+                    NodeReader::new(r, h, &n)
                         .take(MAX_CONFIG_BYTES)
                         .read_to_end(&mut buf)
                         .map_err(|e| Error::io(format!("/{CONFIG_DIR}"), e))?;
@@ -393,7 +393,7 @@ fn upload(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut reader = NodeReader::new(repo.clone(), rt.clone(), node)?;
+    let mut reader = NodeReader::new(repo.clone(), rt.clone(), node);
     let mut buf = Vec::with_capacity(part_size.min(node.size as usize + 1));
     fill(&mut reader, &mut buf, part_size, &shown)?;
     if buf.len() < part_size {
