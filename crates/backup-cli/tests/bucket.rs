@@ -326,6 +326,13 @@ fn bucket_round_trip() {
     let mut rng = Rng::unique();
     let big = rng.bytes(20 << 20);
     s.put_multipart(&src, "big/multipart.bin", &big, 7 << 20);
+    let tags = "<Tagging><TagSet><Tag><Key>kind</Key><Value>big one</Value></Tag></TagSet></Tagging>";
+    s.call(
+        S3Request::new(Method::PUT, Some(&src), Some("big/multipart.bin"))
+            .query("tagging", "")
+            .header("content-md5", base64_md5(tags.as_bytes()))
+            .body(tags),
+    );
     s.put(
         &src,
         "tagged",

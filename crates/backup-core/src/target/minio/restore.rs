@@ -404,6 +404,10 @@ fn upload(
         rt.block_on(client.call(&req))?;
         return Ok(written);
     }
+    // Tags are set after completion with PutObjectTagging: not every server honours
+    // `x-amz-tagging` on CreateMultipartUpload.
+    let (tagging, headers): (Vec<_>, Vec<_>) =
+        headers.into_iter().partition(|(k, _)| k == super::TAGGING_META);
     let mut create = S3Request::new(Method::POST, Some(bucket), Some(&key)).query("uploads", "");
     create.headers = headers;
     let body = rt.block_on(client.call_bytes(&create))?;
@@ -478,7 +482,43 @@ fn upload(
             },
         });
     }
+    if let Some((_, form)) = tagging.first() {
+        let body = tagging_xml(form);
+        let md5 = crate::repository::crypto::b64(&md5::Md5::digest(body.as_bytes()));
+        let req = S3Request::new(Method::PUT, Some(bucket), Some(&key))
+            .query("tagging", "")
+            .header("content-md5", md5)
+            .body(body);
+        rt.block_on(client.call(&req))?;
+    }
     Ok(written)
+}
+
+/// A `Tagging` document from the `x-amz-tagging` form (`k=v&k2=v2`, URL-encoded).
+fn tagging_xml(form: &str) -> String {
+    let mut xml = String::from("<Tagging><TagSet>");
+    for pair in form.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |s: &str| String::from_utf8_lossy(&crate::s3::decode_form(s)).into_owned();
+        xml.push_str(&format!(
+            "<Tag><Key>{}</Key><Value>{}</Value></Tag>",
+            crate::s3::xml_escape(&dec(k)),
+            crate::s3::xml_escape(&dec(v))
+        ));
+    }
+    xml.push_str("</TagSet></Tagging>");
+    xml
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tagging_form_becomes_a_document() {
+        assert_eq!(
+            super::tagging_xml("a%20b=c%26d&e="),
+            "<Tagging><TagSet><Tag><Key>a b</Key><Value>c&amp;d</Value></Tag><Tag><Key>e</Key><Value></Value></Tag></TagSet></Tagging>"
+        );
+    }
 }
 
 fn check_size(shown: &str, written: u64, want: u64) -> Result<()> {
