@@ -276,8 +276,11 @@ fn policy(bucket: &str) -> String {
 
 const LIFECYCLE: &str = "<LifecycleConfiguration><Rule><ID>expire-tmp</ID><Filter><Prefix>tmp/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>";
 
+/// One object as the S3 API shows it: HeadObject headers, tags, body SHA-256.
+type Described = (BTreeMap<String, String>, Vec<(String, String)>, String);
+
 /// Every key's headers, tags and body digest.
-fn describe_bucket(s: &Server, b: &str) -> BTreeMap<String, (BTreeMap<String, String>, Vec<(String, String)>, String)> {
+fn describe_bucket(s: &Server, b: &str) -> BTreeMap<String, Described> {
     s.keys(b)
         .into_iter()
         .map(|k| {
