@@ -201,6 +201,10 @@ async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
                 }
                 include.push(p);
             }
+            other => bail!(
+                "restoring a {} target is not available in this build ({other})",
+                other.kind()
+            ),
         }
     }
     if a.format.as_deref() == Some("tar") {

@@ -6,7 +6,8 @@
 //!
 //! * [`repository`] — the format: chunker, packs, index, trees, snapshots, keys, locks.
 //! * [`store`] — where objects live ([`Store`], over `object_store`).
-//! * [`target`] — what is backed up ([`target::TargetSpec`]; `files:<path>` today).
+//! * [`target`] — what is backed up ([`target::TargetSpec`], [`target::Target`]; files, and
+//!   streamed sources such as dumps and bucket objects).
 //! * [`engine`] — backup, restore, check/verify, forget/prune, browse (ls, diff, dump, tar).
 //!
 //! ```no_run
