@@ -262,6 +262,10 @@ impl S3Client {
         for (n, v) in instructions.headers() {
             builder = builder.header(n, v);
         }
+        if req.method == Method::PUT || req.method == Method::POST {
+            // An empty body is otherwise sent without a length, which S3 refuses (411).
+            builder = builder.header(reqwest::header::CONTENT_LENGTH, req.body.len());
+        }
         builder
             .body(req.body.clone())
             .build()
