@@ -33,7 +33,11 @@ pub async fn restore(s: &Settings, a: RestoreArgs) -> Result<u8> {
         .as_ref()
         .and_then(|d| d.to_str())
         .unwrap_or_default();
-    let spec = BucketSpec::parse(dest.strip_prefix("minio").unwrap_or(dest).trim_start_matches(':'))?;
+    let spec = BucketSpec::parse(
+        dest.strip_prefix("minio")
+            .unwrap_or(dest)
+            .trim_start_matches(':'),
+    )?;
     let settings = match S3Settings::from_env_prefixed(DEST_ENV_PREFIX)? {
         Some(s) => s,
         None => S3Settings::from_env()?,

@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use backup_core::s3::{parse_tagging, Method, S3Client, S3Request, S3Settings};
+use backup_core::s3::{decode_form, parse_tagging, Method, S3Client, S3Request, S3Settings};
 use sha2::{Digest, Sha256};
 use support::*;
 
@@ -69,7 +69,9 @@ impl Server {
     }
 
     fn create_bucket(&self, b: &str) {
-        self.rt.block_on(self.client.create_bucket(b)).expect("create bucket");
+        self.rt
+            .block_on(self.client.create_bucket(b))
+            .expect("create bucket");
     }
 
     fn put(&self, b: &str, key: &str, body: &[u8], headers: &[(&str, &str)]) {
@@ -82,7 +84,8 @@ impl Server {
 
     /// A multipart upload with parts of `part` bytes.
     fn put_multipart(&self, b: &str, key: &str, body: &[u8], part: usize) {
-        let created = self.call(S3Request::new(Method::POST, Some(b), Some(key)).query("uploads", ""));
+        let created =
+            self.call(S3Request::new(Method::POST, Some(b), Some(key)).query("uploads", ""));
         let text = String::from_utf8(created).unwrap();
         let id = between(&text, "<UploadId>", "</UploadId>").to_string();
         let mut xml = String::from("<CompleteMultipartUpload>");
@@ -91,7 +94,10 @@ impl Server {
                 .query("partNumber", (i + 1).to_string())
                 .query("uploadId", id.clone())
                 .body(chunk.to_vec());
-            let resp = self.rt.block_on(self.client.call(&req)).expect("upload part");
+            let resp = self
+                .rt
+                .block_on(self.client.call(&req))
+                .expect("upload part");
             let etag = resp.headers()["etag"].to_str().unwrap().to_string();
             xml.push_str(&format!(
                 "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
@@ -118,7 +124,8 @@ impl Server {
     }
 
     fn get_config(&self, b: &str, sub: &str) -> String {
-        String::from_utf8(self.call(S3Request::new(Method::GET, Some(b), None).query(sub, ""))).unwrap()
+        String::from_utf8(self.call(S3Request::new(Method::GET, Some(b), None).query(sub, "")))
+            .unwrap()
     }
 
     /// Every key of a bucket, in listing order.
@@ -172,7 +179,48 @@ impl Server {
     }
 
     fn sha256(&self, b: &str, key: &str) -> String {
-        hex(&Sha256::digest(self.call(S3Request::new(Method::GET, Some(b), Some(key)))))
+        hex(&Sha256::digest(self.call(S3Request::new(
+            Method::GET,
+            Some(b),
+            Some(key),
+        ))))
+    }
+
+    /// Deletes a test bucket with every object version (best effort: the server's memory is
+    /// shared by all tests).
+    fn drop_bucket(&self, b: &str) {
+        for _ in 0..20 {
+            let req = S3Request::new(Method::GET, Some(b), None)
+                .query("versions", "")
+                .query("encoding-type", "url");
+            let Ok(body) = self.rt.block_on(self.client.call_bytes(&req)) else {
+                return;
+            };
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let mut found = false;
+            for block in text.split("<Key>").skip(1) {
+                let key = decode_form(&block[..block.find("</Key>").unwrap_or(0)]);
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let Some(v) = block
+                    .split("<VersionId>")
+                    .nth(1)
+                    .and_then(|v| v.split("</VersionId>").next())
+                else {
+                    continue;
+                };
+                found = true;
+                let del = S3Request::new(Method::DELETE, Some(b), Some(&key))
+                    .query("versionId", v.to_string());
+                let _ = self.rt.block_on(self.client.call(&del));
+            }
+            if !found {
+                break;
+            }
+        }
+        let _ = self.rt.block_on(
+            self.client
+                .call(&S3Request::new(Method::DELETE, Some(b), None)),
+        );
     }
 
     /// Runs the CLI against `repo` with the server's variables.
@@ -183,7 +231,11 @@ impl Server {
         }
         let out = cmd.args(args).output().expect("run binary");
         Run {
-            cmdline: format!("data-backup-manager --repo {:?} {}", repo.path, args.join(" ")),
+            cmdline: format!(
+                "data-backup-manager --repo {:?} {}",
+                repo.path,
+                args.join(" ")
+            ),
             status: out.status,
             stdout: out.stdout,
             stderr: out.stderr,
@@ -196,7 +248,11 @@ impl Server {
         let run = self.run(repo, &["backup", &format!("minio:{bucket}"), "--json"]);
         run.expect_success();
         let report = BackupReport::parse(&run.json(), &run);
-        assert!(!report.partial && report.errors.is_empty(), "{}", run.describe());
+        assert!(
+            !report.partial && report.errors.is_empty(),
+            "{}",
+            run.describe()
+        );
         report
     }
 
@@ -204,7 +260,14 @@ impl Server {
     fn restore(&self, repo: &Repo, snap: &str, dest: &str) {
         self.run(
             repo,
-            &["restore", snap, "--targets", "minio", "--destination", &format!("minio:{dest}")],
+            &[
+                "restore",
+                snap,
+                "--targets",
+                "minio",
+                "--destination",
+                &format!("minio:{dest}"),
+            ],
         )
         .expect_success();
     }
@@ -249,12 +312,12 @@ fn awkward_keys() -> Vec<(String, Vec<u8>)> {
         "percent%20literal",
         "percent%",
         "question?mark",
-        "caf\u{e9}",         // NFC
-        "cafe\u{301}",       // NFD: same text, other bytes, another object
-        "dir/",              // zero-byte directory marker
+        "caf\u{e9}",   // NFC
+        "cafe\u{301}", // NFD: same text, other bytes, another object
+        "dir/",        // zero-byte directory marker
         "dir/file",
         "a",
-        "a/b",               // a key that is also a "directory" of another key
+        "a/b", // a key that is also a "directory" of another key
         "tricky%2Fslash",
         "x/y/z/deep",
         "trailing space ",
@@ -262,7 +325,11 @@ fn awkward_keys() -> Vec<(String, Vec<u8>)> {
     ]
     .iter()
     .map(|k| {
-        let body = if k.ends_with('/') { Vec::new() } else { rng.bytes(1000 + k.len()) };
+        let body = if k.ends_with('/') {
+            Vec::new()
+        } else {
+            rng.bytes(1000 + k.len())
+        };
         (k.to_string(), body)
     })
     .collect()
@@ -298,7 +365,11 @@ fn bucket_round_trip() {
     let src = s.bucket_name("src");
     let dst = s.bucket_name("dst");
     s.create_bucket(&src);
-    s.put_config(&src, "versioning", "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>");
+    s.put_config(
+        &src,
+        "versioning",
+        "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>",
+    );
     s.put_config(&src, "policy", &policy(&src));
     s.put_config(&src, "lifecycle", LIFECYCLE);
 
@@ -313,7 +384,10 @@ fn bucket_round_trip() {
         &[
             ("content-type", "text/html; charset=utf-8"),
             ("cache-control", "max-age=60, public"),
-            ("content-disposition", "attachment; filename=\"hello world.html\""),
+            (
+                "content-disposition",
+                "attachment; filename=\"hello world.html\"",
+            ),
             ("content-language", "en"),
             ("x-amz-meta-owner", "alice"),
             ("x-amz-meta-project-id", "42 and more"),
@@ -324,12 +398,16 @@ fn bucket_round_trip() {
         &src,
         "data.json.gz",
         &gzip(&json),
-        &[("content-type", "application/json"), ("content-encoding", "gzip")],
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
     );
     let mut rng = Rng::unique();
     let big = rng.bytes(20 << 20);
     s.put_multipart(&src, "big/multipart.bin", &big, 7 << 20);
-    let tags = "<Tagging><TagSet><Tag><Key>kind</Key><Value>big one</Value></Tag></TagSet></Tagging>";
+    let tags =
+        "<Tagging><TagSet><Tag><Key>kind</Key><Value>big one</Value></Tag></TagSet></Tagging>";
     s.call(
         S3Request::new(Method::PUT, Some(&src), Some("big/multipart.bin"))
             .query("tagging", "")
@@ -344,16 +422,29 @@ fn bucket_round_trip() {
     );
 
     let source = describe_bucket(&s, &src);
-    assert_eq!(source.len(), keys.len() + 4, "source keys: {:?}", source.keys());
+    assert_eq!(
+        source.len(),
+        keys.len() + 4,
+        "source keys: {:?}",
+        source.keys()
+    );
     assert!(source["big/multipart.bin"].0["content-length"] == (20u64 << 20).to_string());
 
     let repo = Repo::init();
     let first = s.backup(&repo, &src);
-    assert_eq!(first.summary.files_new as usize, source.len() + 3, "objects + 3 config docs");
+    assert_eq!(
+        first.summary.files_new as usize,
+        source.len() + 3,
+        "objects + 3 config docs"
+    );
 
     // Unchanged bucket: every object is reused from the parent, no body is read.
     let second = s.backup(&repo, &src);
-    assert_eq!(second.summary.bytes_read, 0, "incremental re-read bodies: {:?}", second.summary);
+    assert_eq!(
+        second.summary.bytes_read, 0,
+        "incremental re-read bodies: {:?}",
+        second.summary
+    );
     assert_eq!(second.summary.files_unmodified, first.summary.files_new);
 
     s.restore(&repo, &second.id, &dst);
@@ -364,11 +455,17 @@ fn bucket_round_trip() {
         "restored keys differ"
     );
     for (k, want) in &source {
-        assert_eq!(&restored[k], want, "object {k:?}: (HeadObject, tags, SHA-256)");
+        assert_eq!(
+            &restored[k], want,
+            "object {k:?}: (HeadObject, tags, SHA-256)"
+        );
     }
     assert_eq!(
         s.tags(&dst, "tagged"),
-        vec![("note".into(), "a b&c".into()), ("team".into(), "backup".into())]
+        vec![
+            ("note".into(), "a b&c".into()),
+            ("team".into(), "backup".into())
+        ]
     );
 
     // Bucket configuration; the policy's own-bucket ARN follows the bucket.
@@ -376,10 +473,46 @@ fn bucket_round_trip() {
     let p_dst: serde_json::Value =
         serde_json::from_str(&s.get_config(&dst, "policy").replace(&dst, &src)).unwrap();
     assert_eq!(p_dst, p_src, "bucket policy");
-    assert_eq!(s.get_config(&dst, "versioning"), s.get_config(&src, "versioning"));
-    assert!(s.get_config(&dst, "versioning").contains("<Status>Enabled</Status>"));
-    assert_eq!(s.get_config(&dst, "lifecycle"), s.get_config(&src, "lifecycle"));
+    assert_eq!(
+        s.get_config(&dst, "versioning"),
+        s.get_config(&src, "versioning")
+    );
+    assert!(s
+        .get_config(&dst, "versioning")
+        .contains("<Status>Enabled</Status>"));
+    assert_eq!(
+        s.get_config(&dst, "lifecycle"),
+        s.get_config(&src, "lifecycle")
+    );
     assert!(s.get_config(&dst, "lifecycle").contains("expire-tmp"));
+
+    // A key that cannot be stored is named and the restore fails (exit 1): a destination
+    // prefix that pushes the keys over S3's 1024-byte limit.
+    let dst2 = s.bucket_name("dst2");
+    let prefix = "p".repeat(1020);
+    let run = s.run(
+        &repo,
+        &[
+            "restore",
+            &second.id,
+            "--destination",
+            &format!("minio:{dst2}/{prefix}"),
+        ],
+    );
+    run.expect_code(1);
+    let err = run.stderr_str();
+    for key in ["big/multipart.bin", "meta.html", "//double-leading"] {
+        assert!(
+            err.contains(&format!("{dst2}/{prefix}{key}: ")),
+            "{key} not named\n{}",
+            run.describe()
+        );
+    }
+    assert!(err.contains("KeyTooLong"), "{}", run.describe());
+
+    for b in [&src, &dst, &dst2] {
+        s.drop_bucket(b);
+    }
 }
 
 /// Acceptance "Same-size change": one byte of the multipart object changes, its size does not;
@@ -408,6 +541,12 @@ fn same_size_change_is_detected() {
     for (snap, want) in [(&first.id, &before), (&second.id, &after)] {
         let dst = s.bucket_name("same-dst");
         s.restore(&repo, snap, &dst);
-        assert_eq!(&s.sha256(&dst, key), want, "snapshot {snap} restored other bytes");
+        assert_eq!(
+            &s.sha256(&dst, key),
+            want,
+            "snapshot {snap} restored other bytes"
+        );
+        s.drop_bucket(&dst);
     }
+    s.drop_bucket(&src);
 }

@@ -39,18 +39,38 @@ async fn awkward_keys_round_trip_through_the_client() {
     let bucket = format!("dbm-bucket-client-{}", std::process::id());
     c.create_bucket(&bucket).await.unwrap();
     let keys = [
-        "/lead", "//two", "a//b", "sp ace", "pl+us", "pc%25t", "pc%", "q?m", "h#sh", "caf\u{e9}",
-        "cafe\u{301}", "dir/", "tab\tkey", "back\\slash", "semi;colon", "emoji \u{1F600}",
-        "a/...", "amp&eq=",
+        "/lead",
+        "//two",
+        "a//b",
+        "sp ace",
+        "pl+us",
+        "pc%25t",
+        "pc%",
+        "q?m",
+        "h#sh",
+        "caf\u{e9}",
+        "cafe\u{301}",
+        "dir/",
+        "tab\tkey",
+        "back\\slash",
+        "semi;colon",
+        "emoji \u{1F600}",
+        "a/...",
+        "amp&eq=",
     ];
     for k in keys {
         let req = S3Request::new(Method::PUT, Some(&bucket), Some(k)).body(k.as_bytes().to_vec());
-        c.call(&req).await.unwrap_or_else(|e| panic!("put {k:?}: {e}"));
+        c.call(&req)
+            .await
+            .unwrap_or_else(|e| panic!("put {k:?}: {e}"));
     }
     let mut listed = Vec::new();
     let mut token = None;
     loop {
-        let p = c.list_page(&bucket, "", None, token.as_deref()).await.unwrap();
+        let p = c
+            .list_page(&bucket, "", None, token.as_deref())
+            .await
+            .unwrap();
         listed.extend(p.objects.into_iter().map(|o| o.key));
         match p.next {
             Some(t) => token = Some(t),

@@ -112,7 +112,10 @@ impl<'a> S3Request<'a> {
     /// `bucket/key` for messages.
     pub fn resource(&self) -> String {
         match (self.bucket, self.key) {
-            (Some(b), Some(k)) => format!("{b}/{}", crate::repository::tree::escape_bytes(k.as_bytes())),
+            (Some(b), Some(k)) => format!(
+                "{b}/{}",
+                crate::repository::tree::escape_bytes(k.as_bytes())
+            ),
             (Some(b), None) => b.to_string(),
             _ => "/".to_string(),
         }
@@ -210,8 +213,9 @@ impl S3Client {
     }
 
     fn signed(&self, req: &S3Request<'_>, url: &str) -> Result<reqwest::Request> {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| Error::InvalidInput(format!("S3 {}: bad request URL: {e}", req.resource())))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            Error::InvalidInput(format!("S3 {}: bad request URL: {e}", req.resource()))
+        })?;
         // `url` resolves `.` and `..` path segments (also `%2E`); such a key cannot be
         // addressed without changing it, so refuse rather than touch another object.
         let want_path = url[self.base.len()..].split('?').next().unwrap_or("/");
@@ -226,7 +230,10 @@ impl S3Client {
         let identity = Credentials::new(
             &self.settings.access_key_id,
             self.settings.secret_access_key.expose(),
-            self.settings.session_token.as_ref().map(|t| t.expose().to_string()),
+            self.settings
+                .session_token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
             None,
             "dbm-settings",
         )
@@ -251,9 +258,13 @@ impl S3Client {
             req.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
             SignableBody::Bytes(&req.body),
         )
-        .map_err(|e| Error::InvalidInput(format!("S3 {}: cannot sign request: {e}", req.resource())))?;
+        .map_err(|e| {
+            Error::InvalidInput(format!("S3 {}: cannot sign request: {e}", req.resource()))
+        })?;
         let (instructions, _) = sign(signable, &params)
-            .map_err(|e| Error::InvalidInput(format!("S3 {}: cannot sign request: {e}", req.resource())))?
+            .map_err(|e| {
+                Error::InvalidInput(format!("S3 {}: cannot sign request: {e}", req.resource()))
+            })?
             .into_parts();
         let mut builder = self.http.request(req.method.clone(), parsed);
         for (n, v) in &req.headers {
@@ -455,7 +466,11 @@ impl S3Client {
     }
 
     /// `GetObjectTagging`: the tag set of `key` in request order.
-    pub async fn get_object_tagging(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>> {
+    pub async fn get_object_tagging(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<(String, String)>> {
         let req = S3Request::new(Method::GET, Some(bucket), Some(key)).query("tagging", "");
         let body = self.call_bytes(&req).await?;
         parse_tagging(&body)
@@ -601,8 +616,8 @@ pub fn xml_escape(s: &str) -> String {
 pub async fn failure(resource: String, resp: reqwest::Response) -> Error {
     let status = resp.status().as_u16();
     let body = resp.bytes().await.unwrap_or_default();
-    let doc: ErrorDoc = quick_xml::de::from_str(std::str::from_utf8(&body).unwrap_or(""))
-        .unwrap_or_default();
+    let doc: ErrorDoc =
+        quick_xml::de::from_str(std::str::from_utf8(&body).unwrap_or("")).unwrap_or_default();
     let code = if doc.code.is_empty() {
         match status {
             404 => "NotFound".to_string(),
@@ -705,7 +720,10 @@ mod tests {
         assert_eq!(decode_form("a+b%2Bc%25d"), b"a b+c%d");
         assert_eq!(decode_form("%2F%2Fx"), b"//x");
         let e = "caf\u{e9}".to_string();
-        assert_eq!(decode_form(&utf8_percent_encode(&e, QUERY).to_string()), e.as_bytes());
+        assert_eq!(
+            decode_form(&utf8_percent_encode(&e, QUERY).to_string()),
+            e.as_bytes()
+        );
     }
 
     #[test]
@@ -726,6 +744,8 @@ mod tests {
             parse_tagging(xml.as_bytes()).unwrap(),
             vec![("k 1".into(), "v&1".into()), ("e".into(), String::new())]
         );
-        assert!(parse_tagging(b"<Tagging><TagSet></TagSet></Tagging>").unwrap().is_empty());
+        assert!(parse_tagging(b"<Tagging><TagSet></TagSet></Tagging>")
+            .unwrap()
+            .is_empty());
     }
 }

@@ -102,7 +102,11 @@ impl S3Settings {
             )));
         }
         let access_key_id = first(&["AWS_ACCESS_KEY_ID", "MINIO_ACCESS_KEY", "MINIO_ROOT_USER"]);
-        let secret = first(&["AWS_SECRET_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_ROOT_PASSWORD"]);
+        let secret = first(&[
+            "AWS_SECRET_ACCESS_KEY",
+            "MINIO_SECRET_KEY",
+            "MINIO_ROOT_PASSWORD",
+        ]);
         let (Some(access_key_id), Some(secret)) = (access_key_id, secret) else {
             return Err(Error::InvalidInput(format!(
                 "no S3 credentials for {endpoint}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or MINIO_ACCESS_KEY and MINIO_SECRET_KEY)"
@@ -150,7 +154,10 @@ mod tests {
 
     #[test]
     fn http_needs_opt_in_and_secrets_stay_hidden() {
-        let base = [("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "topsecret")];
+        let base = [
+            ("AWS_ACCESS_KEY_ID", "AK"),
+            ("AWS_SECRET_ACCESS_KEY", "topsecret"),
+        ];
         let mut v = base.to_vec();
         v.push(("AWS_ENDPOINT_URL", "http://127.0.0.1:7480"));
         let e = from(&v).unwrap_err().to_string();
@@ -160,7 +167,9 @@ mod tests {
         assert!(!format!("{s:?}").contains("topsecret"));
         let s = from(&[("MINIO_ENDPOINT", "minio:9000"), base[0], base[1]]).unwrap();
         assert_eq!(s.endpoint, "https://minio:9000");
-        let e = from(&[("AWS_ACCESS_KEY_ID", "AK")]).unwrap_err().to_string();
+        let e = from(&[("AWS_ACCESS_KEY_ID", "AK")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
     }
 }

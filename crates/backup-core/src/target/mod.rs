@@ -193,7 +193,11 @@ pub fn open(specs: &[TargetSpec], excludes: files::Excludes) -> Result<Arc<dyn T
             if specs.len() > 1 {
                 return Err(Error::InvalidInput(format!(
                     "targets {}: one minio target per backup (minio alone takes every bucket)",
-                    specs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                    specs
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             Ok(Arc::new(minio::MinioTarget::from_env(arg)?))

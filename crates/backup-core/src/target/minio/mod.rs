@@ -153,9 +153,8 @@ impl MinioTarget {
     ///
     /// Errors: [`Error::InvalidInput`] for bad settings or when called outside a runtime.
     pub fn new(spec: BucketSpec, settings: S3Settings) -> Result<MinioTarget> {
-        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::InvalidInput("the minio target needs a tokio runtime".into())
-        })?;
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::InvalidInput("the minio target needs a tokio runtime".into()))?;
         Ok(MinioTarget {
             client: Arc::new(S3Client::new(settings)?),
             spec,
@@ -297,7 +296,13 @@ impl MinioTarget {
         Ok(())
     }
 
-    fn object_entry(&self, bucket: &str, key: &str, name: Vec<u8>, m: ObjectMeta) -> (Node, Source) {
+    fn object_entry(
+        &self,
+        bucket: &str,
+        key: &str,
+        name: Vec<u8>,
+        m: ObjectMeta,
+    ) -> (Node, Source) {
         {
             let mut seen = self.seen.lock().expect("seen lock");
             seen.objects += 1;
@@ -308,10 +313,7 @@ impl MinioTarget {
         node.size = m.size;
         node.mtime = m.mtime;
         node.meta = m.headers;
-        let version = format!(
-            "etag={};size={};mtime={}",
-            m.etag, m.size, m.last_modified
-        );
+        let version = format!("etag={};size={};mtime={}", m.etag, m.size, m.last_modified);
         let (client, rt) = (self.client.clone(), self.rt.clone());
         let (bucket, key, etag, size) = (bucket.to_string(), key.to_string(), m.etag, m.size);
         let open = move || -> std::io::Result<Box<dyn std::io::Read + Send>> {
@@ -485,12 +487,14 @@ async fn object_meta(client: &S3Client, bucket: &str, key: &str) -> Result<Optio
         // A repeated header is one value joined by commas (RFC 9110 §5.3).
         let mut values = Vec::new();
         for v in h.get_all(&name) {
-            values.push(String::from_utf8(v.as_bytes().to_vec()).map_err(|_| Error::S3 {
-                resource: req.resource(),
-                status: 0,
-                code: "InvalidMetadata".into(),
-                message: format!("header {name} is not UTF-8"),
-            })?);
+            values.push(
+                String::from_utf8(v.as_bytes().to_vec()).map_err(|_| Error::S3 {
+                    resource: req.resource(),
+                    status: 0,
+                    code: "InvalidMetadata".into(),
+                    message: format!("header {name} is not UTF-8"),
+                })?,
+            );
         }
         headers.insert(name, values.join(","));
     }

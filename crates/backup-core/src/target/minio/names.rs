@@ -91,9 +91,30 @@ mod tests {
     #[test]
     fn hostile_keys_map_to_distinct_valid_names_and_back() {
         let keys: Vec<&[u8]> = vec![
-            b"a", b"a/", b"a/b", b"/a", b"//a", b"a//", b"a b", b"a+b", b"a%2Fb", b"a%b",
-            b"a?b", b".", b"..", b"./x", b"../x", b"%", b"%2E", b"%25", b"%2F",
-            "caf\u{e9}".as_bytes(), "cafe\u{301}".as_bytes(), b"x\0y", b"a/.", b"a/..",
+            b"a",
+            b"a/",
+            b"a/b",
+            b"/a",
+            b"//a",
+            b"a//",
+            b"a b",
+            b"a+b",
+            b"a%2Fb",
+            b"a%b",
+            b"a?b",
+            b".",
+            b"..",
+            b"./x",
+            b"../x",
+            b"%",
+            b"%2E",
+            b"%25",
+            b"%2F",
+            "caf\u{e9}".as_bytes(),
+            "cafe\u{301}".as_bytes(),
+            b"x\0y",
+            b"a/.",
+            b"a/..",
         ];
         let mut seen = std::collections::HashMap::new();
         for k in &keys {
@@ -104,11 +125,18 @@ mod tests {
                 assert_eq!(is_dir_name(n), i + 1 < names.len(), "{k:?}");
                 assert_eq!(unescape_name(n).unwrap(), ps[i]);
             }
-            let back: Vec<u8> = names.iter().flat_map(|n| unescape_name(n).unwrap()).collect();
+            let back: Vec<u8> = names
+                .iter()
+                .flat_map(|n| unescape_name(n).unwrap())
+                .collect();
             assert_eq!(&back, k);
             assert!(seen.insert(names, *k).is_none(), "collision for {k:?}");
         }
-        assert_eq!(unescape_name(b"%2e"), None, "non-canonical escapes are refused");
+        assert_eq!(
+            unescape_name(b"%2e"),
+            None,
+            "non-canonical escapes are refused"
+        );
         assert_eq!(unescape_name(b"a%2"), None);
     }
 }

@@ -111,7 +111,10 @@ pub async fn restore_buckets(
         .into_iter()
         .filter(|n| n.kind == NodeKind::Dir)
         .collect();
-    let names: Vec<String> = buckets.iter().map(|b| b.name.lossy().into_owned()).collect();
+    let names: Vec<String> = buckets
+        .iter()
+        .map(|b| b.name.lossy().into_owned())
+        .collect();
     for want in &opts.buckets {
         if !names.contains(want) {
             return Err(Error::InvalidInput(format!(
@@ -137,7 +140,11 @@ pub async fn restore_buckets(
     let mut report = BucketRestoreReport::default();
     for b in buckets {
         let src = b.name.lossy().into_owned();
-        let dest = opts.destination.bucket.clone().unwrap_or_else(|| src.clone());
+        let dest = opts
+            .destination
+            .bucket
+            .clone()
+            .unwrap_or_else(|| src.clone());
         progress.phase(&format!("restoring bucket {dest}"));
         restore_bucket(repo, &client, &b, &dest, opts, progress, &mut report).await?;
         report.buckets.push(format!("{}/{dest}", client.endpoint()));
@@ -155,9 +162,9 @@ async fn restore_bucket(
     report: &mut BucketRestoreReport,
 ) -> Result<()> {
     let src = bucket_node.name.lossy().into_owned();
-    let sub = bucket_node.subtree.ok_or_else(|| {
-        Error::corrupt(format!("bucket {src}"), "directory without a tree")
-    })?;
+    let sub = bucket_node
+        .subtree
+        .ok_or_else(|| Error::corrupt(format!("bucket {src}"), "directory without a tree"))?;
     let tree = repo.load_tree(&sub).await?;
     let find = |name: &str| {
         tree.nodes
@@ -232,8 +239,14 @@ async fn apply_config(
     } else if sub == "policy" && src != bucket {
         // The policy names its own bucket in resource ARNs; they follow the bucket.
         String::from_utf8_lossy(doc)
-            .replace(&format!("arn:aws:s3:::{src}/"), &format!("arn:aws:s3:::{bucket}/"))
-            .replace(&format!("arn:aws:s3:::{src}\""), &format!("arn:aws:s3:::{bucket}\""))
+            .replace(
+                &format!("arn:aws:s3:::{src}/"),
+                &format!("arn:aws:s3:::{bucket}/"),
+            )
+            .replace(
+                &format!("arn:aws:s3:::{src}\""),
+                &format!("arn:aws:s3:::{bucket}\""),
+            )
             .into_bytes()
     } else {
         doc.to_vec()
@@ -285,7 +298,11 @@ async fn restore_objects(
         let Some((base, node)) = next else { break };
         let Some(piece) = names::unescape_name(&node.name.0) else {
             report.errors.push(PathError {
-                path: format!("{dest}/{}{}", escape_bytes(&base), escape_bytes(&node.name.0)),
+                path: format!(
+                    "{dest}/{}{}",
+                    escape_bytes(&base),
+                    escape_bytes(&node.name.0)
+                ),
                 message: "not an object name written by the minio target".into(),
             });
             continue;
@@ -295,7 +312,10 @@ async fn restore_objects(
         match node.kind {
             NodeKind::Dir => {
                 let sub = node.subtree.ok_or_else(|| {
-                    Error::corrupt(format!("{dest}/{}", escape_bytes(&key)), "directory without a tree")
+                    Error::corrupt(
+                        format!("{dest}/{}", escape_bytes(&key)),
+                        "directory without a tree",
+                    )
                 })?;
                 let t = repo.load_tree(&sub).await?;
                 stack.push((key, t.nodes.into_iter().rev().collect()));
@@ -406,8 +426,9 @@ fn upload(
     }
     // Tags are set after completion with PutObjectTagging: not every server honours
     // `x-amz-tagging` on CreateMultipartUpload.
-    let (tagging, headers): (Vec<_>, Vec<_>) =
-        headers.into_iter().partition(|(k, _)| k == super::TAGGING_META);
+    let (tagging, headers): (Vec<_>, Vec<_>) = headers
+        .into_iter()
+        .partition(|(k, _)| k == super::TAGGING_META);
     let mut create = S3Request::new(Method::POST, Some(bucket), Some(&key)).query("uploads", "");
     create.headers = headers;
     let body = rt.block_on(client.call_bytes(&create))?;
@@ -534,7 +555,8 @@ fn check_size(shown: &str, written: u64, want: u64) -> Result<()> {
 }
 
 fn abort(rt: &tokio::runtime::Handle, client: &S3Client, bucket: &str, key: &str, upload_id: &str) {
-    let req = S3Request::new(Method::DELETE, Some(bucket), Some(key)).query("uploadId", upload_id.to_string());
+    let req = S3Request::new(Method::DELETE, Some(bucket), Some(key))
+        .query("uploadId", upload_id.to_string());
     if let Err(e) = rt.block_on(client.call(&req)) {
         tracing::warn!("could not abort the multipart upload of {bucket}/{key}: {e}");
     }
