@@ -225,8 +225,13 @@ impl Server {
 
     /// Runs the CLI against `repo` with the server's variables.
     fn run(&self, repo: &Repo, args: &[&str]) -> Run {
+        self.run_env(repo, args, &[])
+    }
+
+    /// [`Server::run`] with variables added or replaced.
+    fn run_env(&self, repo: &Repo, args: &[&str], extra: &[(String, String)]) -> Run {
         let mut cmd = repo.cmd();
-        for (k, v) in &self.env {
+        for (k, v) in self.env.iter().chain(extra.iter().map(|(k, v)| (k, v))) {
             cmd.env(k, v);
         }
         let out = cmd.args(args).output().expect("run binary");
@@ -538,7 +543,26 @@ fn same_size_change_is_detected() {
     assert_eq!(second.summary.files_changed, 1, "{:?}", second.summary);
     assert_eq!(second.summary.bytes_read, 20 << 20, "{:?}", second.summary);
 
-    for (snap, want) in [(&first.id, &before), (&second.id, &after)] {
+    // Tags changed in place: the new tags are stored, the body is the same (AWS keeps
+    // Last-Modified on PutObjectTagging, the RADOS Gateway bumps it, so the body may be read
+    // again; it deduplicates).
+    let tags =
+        "<Tagging><TagSet><Tag><Key>state</Key><Value>reviewed</Value></Tag></TagSet></Tagging>";
+    s.call(
+        S3Request::new(Method::PUT, Some(&src), Some(key))
+            .query("tagging", "")
+            .header("content-md5", base64_md5(tags.as_bytes()))
+            .body(tags),
+    );
+    let third = s.backup(&repo, &src);
+    assert_eq!(third.summary.files_unmodified, 1, "{:?}", third.summary);
+    assert!(third.summary.bytes_added < 1 << 20, "{:?}", third.summary);
+
+    for (snap, want) in [
+        (&first.id, &before),
+        (&second.id, &after),
+        (&third.id, &after),
+    ] {
         let dst = s.bucket_name("same-dst");
         s.restore(&repo, snap, &dst);
         assert_eq!(
@@ -546,7 +570,36 @@ fn same_size_change_is_detected() {
             want,
             "snapshot {snap} restored other bytes"
         );
+        let want_tags = if snap == &third.id {
+            vec![("state".to_string(), "reviewed".to_string())]
+        } else {
+            vec![]
+        };
+        assert_eq!(s.tags(&dst, key), want_tags, "tags of snapshot {snap}");
         s.drop_bucket(&dst);
     }
+
+    // Into "another server": the destination comes from DBM_DEST_* alone (the source
+    // variables are made useless to prove it).
+    let dst = s.bucket_name("same-dest-env");
+    let mut extra: Vec<(String, String)> = s
+        .env
+        .iter()
+        .map(|(k, v)| (format!("DBM_DEST_{k}"), v.clone()))
+        .collect();
+    extra.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()));
+    s.run_env(
+        &repo,
+        &[
+            "restore",
+            &second.id,
+            "--destination",
+            &format!("minio:{dst}"),
+        ],
+        &extra,
+    )
+    .expect_success();
+    assert_eq!(s.sha256(&dst, key), after);
+    s.drop_bucket(&dst);
     s.drop_bucket(&src);
 }
