@@ -531,16 +531,6 @@ fn tagging_xml(form: &str) -> String {
     xml
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tagging_form_becomes_a_document() {
-        assert_eq!(
-            super::tagging_xml("a%20b=c%26d&e="),
-            "<Tagging><TagSet><Tag><Key>a b</Key><Value>c&amp;d</Value></Tag><Tag><Key>e</Key><Value></Value></Tag></TagSet></Tagging>"
-        );
-    }
-}
 
 fn check_size(shown: &str, written: u64, want: u64) -> Result<()> {
     if written != want {
@@ -559,5 +549,16 @@ fn abort(rt: &tokio::runtime::Handle, client: &S3Client, bucket: &str, key: &str
         .query("uploadId", upload_id.to_string());
     if let Err(e) = rt.block_on(client.call(&req)) {
         tracing::warn!("could not abort the multipart upload of {bucket}/{key}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tagging_form_becomes_a_document() {
+        assert_eq!(
+            super::tagging_xml("a%20b=c%26d&e="),
+            "<Tagging><TagSet><Tag><Key>a b</Key><Value>c&amp;d</Value></Tag><Tag><Key>e</Key><Value></Value></Tag></TagSet></Tagging>"
+        );
     }
 }
