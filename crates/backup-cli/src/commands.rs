@@ -201,6 +201,20 @@ async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
                 }
                 include.push(p);
             }
+            backup_core::target::TargetSpec::Scenario(name) => {
+                let p = backup_core::target::scenario::scenarios_root()
+                    .join(name.as_deref().unwrap_or(""));
+                let p = backup_core::target::files::absolute(&p)?;
+                if !snap.paths.iter().any(|sp| p.starts_with(sp.as_str())) {
+                    bail!(
+                        "target {t} ({}) is not in snapshot {} (it holds {})",
+                        p.display(),
+                        snap.id.short(),
+                        snap.paths.join(", ")
+                    );
+                }
+                include.push(p);
+            }
             other => bail!(
                 "restoring a {} target is not available in this build ({other})",
                 other.kind()
