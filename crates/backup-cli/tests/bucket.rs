@@ -579,6 +579,21 @@ fn same_size_change_is_detected() {
         s.drop_bucket(&dst);
     }
 
+    // A key prefix that ends inside a name: only matching keys, restored under their full keys.
+    s.put(&src, "big/other.bin", b"not under the prefix", &[]);
+    let run = s.run(
+        &repo,
+        &["backup", &format!("minio:{src}/big/multi"), "--json"],
+    );
+    run.expect_success();
+    let part = BackupReport::parse(&run.json(), &run);
+    assert_eq!(part.summary.files_new, 1, "{}", run.describe());
+    let dst = s.bucket_name("same-prefix");
+    s.restore(&repo, &part.id, &dst);
+    assert_eq!(s.keys(&dst), vec![key.to_string()]);
+    assert_eq!(s.sha256(&dst, key), after);
+    s.drop_bucket(&dst);
+
     // Into "another server": the destination comes from DBM_DEST_* alone (the source
     // variables are made useless to prove it).
     let dst = s.bucket_name("same-dest-env");

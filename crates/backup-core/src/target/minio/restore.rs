@@ -531,7 +531,6 @@ fn tagging_xml(form: &str) -> String {
     xml
 }
 
-
 fn check_size(shown: &str, written: u64, want: u64) -> Result<()> {
     if written != want {
         return Err(Error::S3 {
@@ -548,7 +547,10 @@ fn abort(rt: &tokio::runtime::Handle, client: &S3Client, bucket: &str, key: &str
     let req = S3Request::new(Method::DELETE, Some(bucket), Some(key))
         .query("uploadId", upload_id.to_string());
     if let Err(e) = rt.block_on(client.call(&req)) {
-        tracing::warn!("could not abort the multipart upload of {bucket}/{key}: {e}");
+        tracing::warn!(
+            "could not abort the multipart upload of {bucket}/{}: {e}",
+            escape_bytes(key.as_bytes())
+        );
     }
 }
 
