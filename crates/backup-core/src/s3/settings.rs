@@ -3,16 +3,20 @@
 //!
 //! | setting | variables, first set wins | default |
 //! |---|---|---|
-//! | endpoint | `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `MINIO_ENDPOINT` | `https://s3.<region>.amazonaws.com` |
+//! | endpoint | `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT`, `MINIO_ENDPOINT` | `https://s3.<region>.amazonaws.com` |
 //! | access key | `AWS_ACCESS_KEY_ID`, `MINIO_ACCESS_KEY`, `MINIO_ROOT_USER` | required |
 //! | secret key | `AWS_SECRET_ACCESS_KEY`, `MINIO_SECRET_KEY`, `MINIO_ROOT_PASSWORD` | required |
 //! | session token | `AWS_SESSION_TOKEN` | none |
 //! | region | `AWS_REGION`, `AWS_DEFAULT_REGION`, `MINIO_REGION` | `us-east-1` |
-//! | plain http allowed | `AWS_ALLOW_HTTP` (`true`/`1`) | no: https only |
+//! | plain http allowed | `AWS_ALLOW_HTTP` (`true`/`1`/`yes`/`on`) | no: https only |
 //!
 //! An endpoint without a scheme (`MINIO_ENDPOINT=host:9000`) means https. A restore into
 //! another server reads the same names with a `DBM_DEST_` prefix
 //! ([`S3Settings::from_env_prefixed`]).
+//!
+//! The names and their order are those of the S3 repository's settings
+//! (`store::cloud`, which adds the config file's `storage:` section); the two should become one
+//! type once both are merged.
 
 use crate::error::{Error, Result};
 
@@ -83,9 +87,19 @@ impl S3Settings {
         let region = first(&["AWS_REGION", "AWS_DEFAULT_REGION", "MINIO_REGION"])
             .unwrap_or_else(|| "us-east-1".to_string());
         let allow_http = first(&["AWS_ALLOW_HTTP"])
-            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+            .map(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "true" | "1" | "yes" | "on"
+                )
+            })
             .unwrap_or(false);
-        let endpoint = match first(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MINIO_ENDPOINT"]) {
+        let endpoint = match first(&[
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT",
+            "MINIO_ENDPOINT",
+        ]) {
             Some(e) if e.contains("://") => e,
             Some(e) => format!("https://{e}"),
             None => format!("https://s3.{region}.amazonaws.com"),
