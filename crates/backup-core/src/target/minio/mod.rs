@@ -17,7 +17,9 @@
 //! ```
 //!
 //! A configuration the bucket does not have (404 `NoSuch…`) or the server does not implement
-//! (501) is simply absent. Each object is a file node whose content is the object body
+//! (501) is simply absent. An object or document the server refuses (403, …) is named in the
+//! snapshot's errors (partial snapshot); a server that stops answering (connection errors or
+//! 5xx after retries) fails the backup. Each object is a file node whose content is the object body
 //! (streamed from `GetObject`, never held in memory) and whose `meta` holds the headers a
 //! restore sends back: `content-type`, `cache-control`, `content-encoding`,
 //! `content-disposition`, `content-language`, `expires`, `x-amz-website-redirect-location`,
@@ -185,6 +187,7 @@ impl MinioTarget {
         for (sub, file) in BUCKET_CONFIG {
             let doc = match self.rt.block_on(self.client.get_bucket_config(bucket, sub)) {
                 Ok(d) => d,
+                Err(e) if server_failure(&e) => return Err(self.target_err(e)),
                 Err(e) => {
                     emit(WalkEvent::Error(PathError {
                         path: format!("/{bucket}/{CONFIG_DIR}/{file}"),
@@ -285,6 +288,8 @@ impl MinioTarget {
                             let (node, source) = self.object_entry(bucket, &key, name, m);
                             emit(WalkEvent::Entry(node, source))?;
                         }
+                        // The server is gone or failing: no snapshot, not a partial one.
+                        Err(e) if server_failure(&e) => return Err(self.target_err(e)),
                         Err(e) => emit(WalkEvent::Error(PathError {
                             path: format!("{bucket}/{}", escape_bytes(key.as_bytes())),
                             message: e.to_string(),
@@ -410,6 +415,18 @@ impl Target for MinioTarget {
             m.insert("prefix".into(), self.spec.prefix.clone().into());
         }
         Ok(m)
+    }
+}
+
+/// Whether an error is the server's or the network's (after retries) rather than one object's
+/// (access denied, unaddressable key, bad metadata): the former fails the backup, the latter
+/// marks the snapshot partial and names the object.
+fn server_failure(e: &Error) -> bool {
+    match e {
+        Error::S3 { status, code, .. } => {
+            *status >= 500 || code == "ConnectionFailed" || code == "ReadFailed"
+        }
+        _ => true,
     }
 }
 
