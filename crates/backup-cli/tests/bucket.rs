@@ -346,6 +346,8 @@ fn policy(bucket: &str) -> String {
     )
 }
 
+const CORS: &str = "<CORSConfiguration><CORSRule><AllowedOrigin>https://example.com</AllowedOrigin><AllowedMethod>GET</AllowedMethod><MaxAgeSeconds>300</MaxAgeSeconds></CORSRule></CORSConfiguration>";
+
 const LIFECYCLE: &str = "<LifecycleConfiguration><Rule><ID>expire-tmp</ID><Filter><Prefix>tmp/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>";
 
 /// One object as the S3 API shows it: HeadObject headers, tags, body SHA-256.
@@ -377,6 +379,12 @@ fn bucket_round_trip() {
     );
     s.put_config(&src, "policy", &policy(&src));
     s.put_config(&src, "lifecycle", LIFECYCLE);
+    s.put_config(&src, "cors", CORS);
+    s.put_config(
+        &src,
+        "tagging",
+        "<Tagging><TagSet><Tag><Key>team</Key><Value>backup</Value></Tag></TagSet></Tagging>",
+    );
 
     let keys = awkward_keys();
     for (k, body) in &keys {
@@ -439,8 +447,8 @@ fn bucket_round_trip() {
     let first = s.backup(&repo, &src);
     assert_eq!(
         first.summary.files_new as usize,
-        source.len() + 3,
-        "objects + 3 config docs"
+        source.len() + 5,
+        "objects + 5 config docs"
     );
 
     // Unchanged bucket: every object is reused from the parent, no body is read.
@@ -490,6 +498,10 @@ fn bucket_round_trip() {
         s.get_config(&src, "lifecycle")
     );
     assert!(s.get_config(&dst, "lifecycle").contains("expire-tmp"));
+    assert_eq!(s.get_config(&dst, "cors"), s.get_config(&src, "cors"));
+    assert!(s.get_config(&dst, "cors").contains("https://example.com"));
+    assert_eq!(s.get_config(&dst, "tagging"), s.get_config(&src, "tagging"));
+    assert!(s.get_config(&dst, "tagging").contains("<Key>team</Key>"));
 
     // A key that cannot be stored is named and the restore fails (exit 1): a destination
     // prefix that pushes the keys over S3's 1024-byte limit.
