@@ -28,6 +28,9 @@ pub async fn restore(s: &Settings, a: RestoreArgs) -> Result<u8> {
     if a.format.is_some() {
         bail!("--format tar writes to stdout; it cannot be combined with a minio: destination");
     }
+    if a.verify {
+        bail!("--verify re-reads restored files; uploads to a bucket are verified by the server instead (each request's SHA-256 is signed): drop --verify");
+    }
     let dest = a
         .destination
         .as_ref()
