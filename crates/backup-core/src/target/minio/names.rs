@@ -88,6 +88,25 @@ mod tests {
         assert_eq!(pieces(b""), vec![&b""[..]]);
     }
 
+    /// The mapping is part of the snapshot format: these names must never change.
+    #[test]
+    fn golden_names() {
+        let path = |k: &[u8]| -> String {
+            pieces(k)
+                .iter()
+                .map(|p| String::from_utf8(escape_piece(p)).unwrap())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        assert_eq!(path(b"photos/2024/a.jpg"), "photos%2F/2024%2F/a.jpg");
+        assert_eq!(path(b"/leading"), "%2F/leading");
+        assert_eq!(path(b"a//b"), "a%2F/%2F/b");
+        assert_eq!(path(b"dir/"), "dir%2F/%");
+        assert_eq!(path(b"100%"), "100%25");
+        assert_eq!(path(b"./.."), ".%2F/%2E%2E");
+        assert_eq!(path(b"a+b c?d"), "a+b c?d");
+    }
+
     #[test]
     fn hostile_keys_map_to_distinct_valid_names_and_back() {
         let keys: Vec<&[u8]> = vec![
