@@ -12,7 +12,8 @@ data-backup-manager backup files:/home --exclude "*.tmp" --exclude "/home/*/.cac
 EX[restore]='data-backup-manager restore latest --destination /tmp/r --verify
 data-backup-manager restore 3f9a12bc --destination / --include /etc/nginx --overwrite
 data-backup-manager restore latest --targets files:/srv/app --destination /tmp/app
-data-backup-manager restore latest --format tar --include /srv/app > app.tar'
+data-backup-manager restore latest --format tar --include /srv/app > app.tar
+data-backup-manager restore latest --targets minio --destination minio:photos-copy'
 EX[list]='data-backup-manager list --type full --target files --since 2026-11-01
 data-backup-manager snapshots --json'
 EX[ls]='data-backup-manager ls latest /etc -l'

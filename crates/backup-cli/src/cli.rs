@@ -133,7 +133,9 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// Snapshot id (or unique prefix), or `latest`.
     pub snapshot: String,
-    /// Destination directory; source /a/b is restored at DIR/a/b.
+    /// Destination directory; source /a/b is restored at DIR/a/b. For a minio snapshot:
+    /// minio:<bucket>[/prefix] (or minio: for each bucket under its own name); the server is
+    /// the backup's (AWS_*/MINIO_* variables) unless DBM_DEST_AWS_* variables name another.
     #[arg(long, short = 't', required_unless_present = "format")]
     pub destination: Option<PathBuf>,
     /// Restore only this path of the snapshot (absolute, repeatable).

@@ -178,6 +178,9 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
 }
 
 async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
+    if crate::cmd_bucket::is_bucket_destination(&a) {
+        return crate::cmd_bucket::restore(s, a).await;
+    }
     if a.format.is_some() && a.destination.is_some() {
         bail!("--format tar writes to stdout; drop --destination (or redirect: > file.tar)");
     }

@@ -7,6 +7,7 @@
 //! not a file (a dump, an object body) emit [`Source::Stream`] entries.
 
 pub mod files;
+pub mod minio;
 pub mod process;
 pub mod scenario;
 
@@ -196,6 +197,19 @@ pub fn open(specs: &[TargetSpec], excludes: files::Excludes) -> Result<Arc<dyn T
                 })
                 .collect();
             Ok(Arc::new(files::FilesTarget::new(&paths, excludes)?))
+        }
+        TargetSpec::Minio(arg) => {
+            if specs.len() > 1 {
+                return Err(Error::InvalidInput(format!(
+                    "targets {}: one minio target per backup (minio alone takes every bucket)",
+                    specs
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            Ok(Arc::new(minio::MinioTarget::from_env(arg)?))
         }
         TargetSpec::Scenario(_) => {
             let names: Vec<Option<String>> = specs
