@@ -111,7 +111,7 @@ fn ignore_sigpipe() {
 pub async fn open_repo(s: &Settings, key_file: Option<&Path>) -> Result<Arc<Repository>> {
     match key_file {
         Some(k) => {
-            let store = backup_core::store::open_store(&s.repo, false)?;
+            let store = backup_core::store::open_store_with(&s.repo, false, &s.config.storage)?;
             let repo = keyfile::open_with_key_file(store, k).await?;
             repo.set_no_lock(s.no_lock);
             Ok(Arc::new(repo))

@@ -26,6 +26,10 @@ pub struct ConfigFile {
     /// Named targets: name → spec (e.g. `scenarios: files:/home/vrooli/scenarios`).
     #[serde(default)]
     pub targets: BTreeMap<String, String>,
+    /// Object-storage settings of an `s3://`, `gs://` or `az://` repository (endpoint,
+    /// region, keys, allow_http, …); the AWS_* / MINIO_* variables override them.
+    #[serde(default)]
+    pub storage: backup_core::store::cloud::CloudOptions,
 }
 
 pub struct Settings {
@@ -90,7 +94,7 @@ impl Settings {
     }
 
     pub async fn open(&self) -> Result<Arc<Repository>> {
-        let store = backup_core::store::open_store(&self.repo, false)?;
+        let store = backup_core::store::open_store_with(&self.repo, false, &self.config.storage)?;
         // A key file (made by `wal-config --key-file`) opens its own key slot without Argon2id's cost.
         if let Some(k) = std::env::var_os("DBM_KEY_FILE").filter(|k| Path::new(k).is_file()) {
             let repo =
@@ -106,7 +110,7 @@ impl Settings {
 
     pub async fn init(&self, opts: InitOptions) -> Result<Arc<Repository>> {
         let pw = self.password(true)?;
-        let store = backup_core::store::open_store(&self.repo, true)?;
+        let store = backup_core::store::open_store_with(&self.repo, true, &self.config.storage)?;
         Ok(Arc::new(Repository::init(store, &pw, opts).await?))
     }
 

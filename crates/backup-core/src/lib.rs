@@ -28,6 +28,7 @@ pub mod engine;
 pub mod error;
 pub mod progress;
 pub mod repository;
+pub mod s3;
 pub mod store;
 pub mod target;
 

@@ -7,8 +7,10 @@
 //! not a file (a dump, an object body) emit [`Source::Stream`] entries.
 
 pub mod files;
+pub mod minio;
 pub mod postgres;
 pub mod process;
+pub mod scenario;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,6 +31,9 @@ pub enum TargetSpec {
     /// `minio` or `minio:<bucket>[/prefix]` — objects of an S3-compatible store (empty: every
     /// bucket).
     Minio(String),
+    /// `scenario:<name>` (one Vrooli scenario directory) or `scenarios` (all of them); see
+    /// [`scenario`].
+    Scenario(Option<String>),
 }
 
 impl TargetSpec {
@@ -38,6 +43,7 @@ impl TargetSpec {
             TargetSpec::Files(_) => "files",
             TargetSpec::Postgres(_) => "postgres",
             TargetSpec::Minio(_) => "minio",
+            TargetSpec::Scenario(_) => "scenario",
         }
     }
 }
@@ -59,11 +65,13 @@ impl std::str::FromStr for TargetSpec {
             }
             "postgres" => Ok(TargetSpec::Postgres(arg.to_string())),
             "minio" => Ok(TargetSpec::Minio(arg.trim_start_matches('/').to_string())),
-            "scenario" | "scenarios" => Err(Error::InvalidInput(format!(
-                "target {s:?}: the {kind} target is not available in this build yet (supported: files:<path>, postgres, minio)"
-            ))),
+            "scenario" if !arg.is_empty() => {
+                scenario::validate_name(arg)?;
+                Ok(TargetSpec::Scenario(Some(arg.to_string())))
+            }
+            "scenarios" | "scenario" if arg.is_empty() => Ok(TargetSpec::Scenario(None)),
             _ => Err(Error::InvalidInput(format!(
-                "unknown target {s:?}: expected files:<path> (e.g. files:/srv/data), postgres[:<url|name>] or minio[:<bucket>[/prefix]]"
+                "unknown target {s:?}: expected files:<path> (e.g. files:/srv/data), scenario:<name>, scenarios, postgres[:<url|name>] or minio[:<bucket>[/prefix]]"
             ))),
         }
     }
@@ -83,6 +91,8 @@ impl std::fmt::Display for TargetSpec {
             TargetSpec::Postgres(a) => write!(f, "postgres:{a}"),
             TargetSpec::Minio(a) if a.is_empty() => f.write_str("minio"),
             TargetSpec::Minio(a) => write!(f, "minio:{a}"),
+            TargetSpec::Scenario(Some(n)) => write!(f, "scenario:{n}"),
+            TargetSpec::Scenario(None) => f.write_str("scenarios"),
         }
     }
 }
@@ -191,9 +201,28 @@ pub fn open(specs: &[TargetSpec], excludes: files::Excludes) -> Result<Arc<dyn T
             Ok(Arc::new(files::FilesTarget::new(&paths, excludes)?))
         }
         TargetSpec::Postgres(_) => postgres::open(specs, Default::default(), &[]),
-        other => Err(Error::InvalidInput(format!(
-            "target {other}: the {} target is not available in this build yet",
-            other.kind()
-        ))),
+        TargetSpec::Minio(arg) => {
+            if specs.len() > 1 {
+                return Err(Error::InvalidInput(format!(
+                    "targets {}: one minio target per backup (minio alone takes every bucket)",
+                    specs
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            Ok(Arc::new(minio::MinioTarget::from_env(arg)?))
+        }
+        TargetSpec::Scenario(_) => {
+            let names: Vec<Option<String>> = specs
+                .iter()
+                .filter_map(|t| match t {
+                    TargetSpec::Scenario(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
+            Ok(Arc::new(scenario::ScenarioTarget::new(&names, excludes)?))
+        }
     }
 }
