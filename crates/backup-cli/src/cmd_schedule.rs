@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use backup_core::catalog::{
-    self, Catalog, Job, JobFilter, JobStatus, JobType, KeepPolicy, NewSchedule,
-    Schedule, ScheduleAction, SchedulePatch,
+    self, Catalog, Job, JobFilter, JobStatus, JobType, KeepPolicy, NewSchedule, Schedule,
+    ScheduleAction, SchedulePatch,
 };
 use backup_core::events::EventBus;
 use backup_core::health::{self, HealthOptions};
@@ -179,7 +179,18 @@ async fn book(s: &Settings) -> Result<ScheduleBook> {
 }
 
 fn print_schedules(list: &[Schedule]) {
-    let mut t = table(&["name", "cron", "zone", "action", "type", "targets", "retention", "enabled", "next run", "last run"]);
+    let mut t = table(&[
+        "name",
+        "cron",
+        "zone",
+        "action",
+        "type",
+        "targets",
+        "retention",
+        "enabled",
+        "next run",
+        "last run",
+    ]);
     for x in list {
         t.add_row(vec![
             x.name.clone(),
@@ -248,7 +259,11 @@ pub async fn schedule(s: &Settings, c: ScheduleCommand) -> Result<u8> {
                 cron_expression: cron,
                 timezone: a.timezone.clone(),
                 backup_type: a.backup_type.as_deref().map(str::parse).transpose()?,
-                targets: if a.targets.is_empty() { vec!["all".into()] } else { a.targets.clone() },
+                targets: if a.targets.is_empty() {
+                    vec!["all".into()]
+                } else {
+                    a.targets.clone()
+                },
                 retention_days: a.retention,
                 keep: keep(&a).unwrap_or_default(),
                 enabled: Some(!a.disabled),
@@ -311,7 +326,10 @@ pub async fn status(s: &Settings, a: StatusArgs) -> Result<u8> {
             m.insert("system_status".into(), json!(r.system_status));
             m.insert("reasons".into(), json!(r.reasons));
             m.insert("active_jobs".into(), json!(r.active_jobs));
-            m.insert("last_successful_backup".into(), json!(r.last_successful_backup));
+            m.insert(
+                "last_successful_backup".into(),
+                json!(r.last_successful_backup),
+            );
             m.insert("targets".into(), json!(r.targets));
             m.insert("catalog".into(), json!(r.catalog));
             if s.verbose {
@@ -329,13 +347,16 @@ pub async fn status(s: &Settings, a: StatusArgs) -> Result<u8> {
         for reason in &r.reasons {
             println!("  {:<9} {}", reason.level.as_str(), reason.message);
         }
-        println!(
-            "last successful  {}",
-            time(r.last_successful_backup)
-        );
+        println!("last successful  {}", time(r.last_successful_backup));
         println!("active jobs      {}", r.active_jobs.len());
         for j in &r.active_jobs {
-            println!("  {} {} {} {}", &j.id.to_string()[..8], j.status.as_str(), j.job_type, j.target_identifier);
+            println!(
+                "  {} {} {} {}",
+                &j.id.to_string()[..8],
+                j.status.as_str(),
+                j.job_type,
+                j.target_identifier
+            );
         }
         if !r.targets.is_empty() {
             let mut t = table(&["target", "status", "last success", "failures 24h"]);
@@ -370,7 +391,16 @@ pub async fn status(s: &Settings, a: StatusArgs) -> Result<u8> {
 }
 
 fn print_jobs(jobs: &[Job]) {
-    let mut t = table(&["job", "type", "target", "status", "started", "size", "retries", "snapshot / error"]);
+    let mut t = table(&[
+        "job",
+        "type",
+        "target",
+        "status",
+        "started",
+        "size",
+        "retries",
+        "snapshot / error",
+    ]);
     for j in jobs {
         t.add_row(vec![
             j.id.to_string()[..8].to_string(),
@@ -378,7 +408,9 @@ fn print_jobs(jobs: &[Job]) {
             j.target_identifier.clone(),
             j.status.as_str().into(),
             time(j.started_at),
-            j.size_bytes.map(|b| size(b.max(0) as u64)).unwrap_or_default(),
+            j.size_bytes
+                .map(|b| size(b.max(0) as u64))
+                .unwrap_or_default(),
             j.retry_count.to_string(),
             match (&j.storage_path, &j.error) {
                 (Some(p), _) => p[..8.min(p.len())].to_string(),
@@ -505,7 +537,14 @@ pub async fn restore_point(s: &Settings, c: RestorePointCommand) -> Result<u8> {
             if s.json {
                 print_json(&list)?;
             } else {
-                let mut t = table(&["name", "created", "snapshots", "verified", "verification date", "description"]);
+                let mut t = table(&[
+                    "name",
+                    "created",
+                    "snapshots",
+                    "verified",
+                    "verification date",
+                    "description",
+                ]);
                 for r in list {
                     t.add_row(vec![
                         r.name,
@@ -526,8 +565,14 @@ pub async fn restore_point(s: &Settings, c: RestorePointCommand) -> Result<u8> {
         RestorePointCommand::Delete(n) => {
             let rp = cat.get_restore_point(&n.name).await?;
             cat.delete_restore_point(rp.id).await?;
-            cat.audit(catalog::AuditEntry::new(Utc::now(), &s.actor(), "restore_point.delete", rp.name.clone(), json!({"id": rp.id})))
-                .await?;
+            cat.audit(catalog::AuditEntry::new(
+                Utc::now(),
+                &s.actor(),
+                "restore_point.delete",
+                rp.name.clone(),
+                json!({"id": rp.id}),
+            ))
+            .await?;
             if s.json {
                 print_json(&json!({"deleted": rp.name}))?;
             } else {
@@ -559,9 +604,14 @@ pub async fn restore_point(s: &Settings, c: RestorePointCommand) -> Result<u8> {
                 }
             }
             ids.dedup();
-            let rp =
-                catalog::create_restore_point(&*cat, &a.name, ids, a.description.clone(), &s.actor())
-                    .await?;
+            let rp = catalog::create_restore_point(
+                &*cat,
+                &a.name,
+                ids,
+                a.description.clone(),
+                &s.actor(),
+            )
+            .await?;
             if s.json {
                 print_json(&rp)?;
             } else {
