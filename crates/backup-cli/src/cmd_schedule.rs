@@ -597,7 +597,7 @@ pub async fn restore_point(s: &Settings, c: RestorePointCommand) -> Result<u8> {
                         .unwrap_or(t.clone());
                     let newest = snaps
                         .iter()
-                        .filter(|x| x.targets.iter().any(|y| *y == want))
+                        .filter(|x| x.targets.contains(&want))
                         .max_by_key(|x| x.time)
                         .with_context(|| format!("no snapshot of target {t}"))?;
                     ids.push(newest.id.to_hex());

@@ -795,18 +795,15 @@ pub async fn target_summaries(
                 ..Default::default()
             });
         match j.status {
-            JobStatus::Completed => {
-                if j.completed_at > t.last_success {
-                    t.last_success = j.completed_at;
-                    t.last_snapshot = j.storage_path.clone();
-                }
+            JobStatus::Completed if j.completed_at > t.last_success => {
+                t.last_success = j.completed_at;
+                t.last_snapshot = j.storage_path.clone();
             }
-            JobStatus::Failed => {
+            JobStatus::Failed
                 if j.completed_at
-                    .is_some_and(|c| c >= now - chrono::Duration::hours(24))
-                {
-                    t.failures_24h += 1;
-                }
+                    .is_some_and(|c| c >= now - chrono::Duration::hours(24)) =>
+            {
+                t.failures_24h += 1;
             }
             _ => {}
         }
