@@ -977,3 +977,98 @@ fn restore_drill_verifies_and_records_on_the_restore_point() {
         assert_eq!(h.status, HealthStatus::Critical, "{h:?}");
     });
 }
+
+#[test]
+fn restore_requests_restore_a_restore_point_and_the_run_loop_stops_gracefully() {
+    support::runtime().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let cat = catalog::open(&CatalogOptions {
+            dir: Some(tmp.path().join("catalog")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        write(&a.join("one.txt"), b"first target");
+        write(&b.join("two.txt"), b"second target");
+        let repo = support::init_repo(&tmp.path().join("repo")).await;
+        let clock = ManualClock::new(utc("2030-01-01T00:00:00Z"));
+        let mut o = opts("a");
+        o.poll_every = std::time::Duration::from_millis(50);
+        let s = sched(
+            cat.clone(),
+            repo,
+            Config::default(),
+            EventBus::new(),
+            clock,
+            o,
+        );
+        // The run loop picks up submitted jobs; a shutdown lets it finish and return.
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let runner = tokio::spawn(s.clone().run(async move {
+            let _ = stop_rx.await;
+        }));
+        let jobs = s
+            .submit(
+                JobRequest {
+                    targets: vec![files_spec(&a), files_spec(&b)],
+                    ..Default::default()
+                },
+                "test",
+            )
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 2, "one job per target");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let done = loop {
+            let done = cat
+                .list_jobs(&JobFilter {
+                    statuses: vec![JobStatus::Completed],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            if done.len() == 2 {
+                break done;
+            }
+            assert!(std::time::Instant::now() < deadline, "jobs did not run");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        stop_tx.send(()).unwrap();
+        runner.await.unwrap().unwrap();
+        let ids: Vec<String> = done
+            .iter()
+            .map(|j| j.storage_path.clone().unwrap())
+            .collect();
+        catalog::create_restore_point(&*cat, "both", ids, None, "test")
+            .await
+            .unwrap();
+        let dest = tmp.path().join("restored");
+        let req = backup_core::scheduler::RestoreRequest {
+            restore_point_id: Some("both".into()),
+            destination: Some(dest.display().to_string()),
+            verify_before_restore: true,
+            targets: vec![files_spec(&b)],
+            ..Default::default()
+        };
+        let rj = s.create_restore(&req, "test").await.unwrap();
+        assert_eq!(rj.status, JobStatus::Pending);
+        assert_eq!(rj.snapshot_ids.len(), 1, "only target b");
+        let rj = s.run_restore(rj).await.unwrap();
+        assert_eq!(rj.status, JobStatus::Completed, "{rj:?}");
+        let restored = dest.join(b.strip_prefix("/").unwrap()).join("two.txt");
+        assert_eq!(std::fs::read(restored).unwrap(), b"second target");
+        assert!(!dest.join(a.strip_prefix("/").unwrap()).exists());
+        assert_eq!(
+            cat.get_restore_job(rj.id).await.unwrap().status,
+            JobStatus::Completed
+        );
+        // A relative destination is refused.
+        let bad = backup_core::scheduler::RestoreRequest {
+            restore_point_id: Some("both".into()),
+            destination: Some("relative".into()),
+            ..Default::default()
+        };
+        assert!(s.create_restore(&bad, "test").await.is_err());
+    });
+}

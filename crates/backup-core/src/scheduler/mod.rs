@@ -1080,9 +1080,22 @@ impl CronScheduler {
         let me = self.clone();
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(async move {
+            // Jobs run in the background so that schedules keep firing while long backups run.
+            let mut runner: Option<tokio::task::JoinHandle<()>> = None;
             loop {
-                if let Err(e) = me.tick().await {
-                    tracing::warn!("scheduler pass: {e}");
+                if let Err(e) = me.recover().await {
+                    tracing::warn!("scheduler recovery: {e}");
+                }
+                if let Err(e) = me.fire_due().await {
+                    tracing::warn!("scheduler: firing schedules: {e}");
+                }
+                if runner.as_ref().is_none_or(|h| h.is_finished()) {
+                    let r = me.clone();
+                    runner = Some(tokio::spawn(async move {
+                        if let Err(e) = r.run_pending().await {
+                            tracing::warn!("scheduler: running jobs: {e}");
+                        }
+                    }));
                 }
                 me.check_health().await;
                 tokio::select! {
@@ -1092,6 +1105,9 @@ impl CronScheduler {
                 if *stop_rx.borrow() {
                     break;
                 }
+            }
+            if let Some(r) = runner {
+                let _ = r.await;
             }
         });
         shutdown.await;
@@ -1121,6 +1137,193 @@ impl CronScheduler {
                 None
             }
         }
+    }
+}
+
+/// A restore request (PRD `POST /api/v1/restore/create`).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct RestoreRequest {
+    /// Restore every snapshot of this restore point (name or id)…
+    #[serde(default)]
+    pub restore_point_id: Option<String>,
+    /// …or the snapshot of this backup job.
+    #[serde(default)]
+    pub backup_job_id: Option<Uuid>,
+    /// Only snapshots of these targets (specs or config names); empty = all.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Absolute folder to restore into (source `/a/b` lands at `<destination>/a/b`).
+    /// Required unless `in_place`.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// Restore over the original paths (destination `/`, replacing what is there).
+    #[serde(default)]
+    pub in_place: bool,
+    /// PRD `verify_before_restore`: read back every file of each snapshot first and refuse
+    /// to restore a damaged one.
+    #[serde(default)]
+    pub verify_before_restore: bool,
+}
+
+impl CronScheduler {
+    /// Validates `req`, resolves its snapshots and stores a `pending` restore job (the PRD's
+    /// API answers with its id at once). Run it with [`CronScheduler::run_restore`].
+    /// Errors: [`Error::InvalidInput`], [`Error::NotFound`], [`Error::SnapshotNotFound`].
+    pub async fn create_restore(&self, req: &RestoreRequest, who: &str) -> Result<RestoreJob> {
+        let (rp, job) = match (&req.restore_point_id, req.backup_job_id) {
+            (Some(r), None) => (Some(self.catalog.get_restore_point(r).await?), None),
+            (None, Some(j)) => (None, Some(self.catalog.get_job(j).await?)),
+            _ => {
+                return Err(Error::InvalidInput(
+                    "give restore_point_id or backup_job_id (one of them)".into(),
+                ))
+            }
+        };
+        let destination =
+            match (&req.destination, req.in_place) {
+                (Some(d), false) if d.starts_with('/') => d.clone(),
+                (None, true) => "/".to_string(),
+                (Some(_), true) => {
+                    return Err(Error::InvalidInput(
+                        "give destination or in_place, not both".into(),
+                    ))
+                }
+                (Some(d), false) => {
+                    return Err(Error::InvalidInput(format!(
+                        "destination {d:?} must be an absolute path"
+                    )))
+                }
+                (None, false) => return Err(Error::InvalidInput(
+                    "give a destination folder (or in_place to restore over the original paths)"
+                        .into(),
+                )),
+            };
+        let ids: Vec<String> = match (&rp, &job) {
+            (Some(rp), _) => rp.snapshot_ids.clone(),
+            (_, Some(j)) => match (&j.storage_path, j.status) {
+                (Some(p), JobStatus::Completed) => vec![p.clone()],
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "job {} has no snapshot (status {})",
+                        j.id,
+                        j.status.as_str()
+                    )))
+                }
+            },
+            _ => Vec::new(),
+        };
+        let want: Option<HashSet<String>> = (!req.targets.is_empty()).then(|| {
+            spec_key(&self.config.expand_targets(&req.targets))
+                .into_iter()
+                .collect()
+        });
+        let mut targets = Vec::new();
+        let mut kept = Vec::new();
+        for id in ids {
+            let snap = self.repo.find_snapshot(&id).await?;
+            if want
+                .as_ref()
+                .is_some_and(|w| !spec_key(&snap.targets).iter().any(|k| w.contains(k)))
+            {
+                continue;
+            }
+            targets.extend(snap.targets.clone());
+            kept.push(snap.id.to_hex());
+        }
+        if kept.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "no snapshot matches targets {:?}",
+                req.targets
+            )));
+        }
+        let rj = RestoreJob {
+            id: Uuid::new_v4(),
+            restore_point_id: rp.map(|r| r.id),
+            backup_job_id: job.map(|j| j.id),
+            snapshot_ids: kept,
+            targets,
+            destination: Some(destination),
+            status: JobStatus::Pending,
+            drill: false,
+            created_at: self.now(),
+            started_at: None,
+            completed_at: None,
+            error: None,
+            requested_by: who.into(),
+            metadata: json!({"verify_before_restore": req.verify_before_restore, "in_place": req.in_place}),
+        };
+        self.catalog.insert_restore_job(&rj).await?;
+        Ok(rj)
+    }
+
+    /// Runs a restore job made by [`CronScheduler::create_restore`]: optional verification
+    /// first, then each snapshot is restored with verification (replacing existing entries
+    /// only in place); the job is stored as completed or failed, `restore.completed` is
+    /// published and the audit log written (`restore`).
+    pub async fn run_restore(&self, mut rj: RestoreJob) -> Result<RestoreJob> {
+        rj.status = JobStatus::Running;
+        rj.started_at = Some(self.now());
+        self.catalog.update_restore_job(&rj).await?;
+        let verify_first = rj.metadata["verify_before_restore"]
+            .as_bool()
+            .unwrap_or(false);
+        let in_place = rj.metadata["in_place"].as_bool().unwrap_or(false);
+        let dest = PathBuf::from(rj.destination.clone().unwrap_or_default());
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        for id in rj.snapshot_ids.clone() {
+            let r: Result<serde_json::Value> = async {
+                let snap = self.repo.find_snapshot(&id).await?;
+                if verify_first {
+                    let v = crate::engine::check::verify(&self.repo, &snap, &NoProgress).await?;
+                    if !v.ok {
+                        return Err(Error::Corrupt {
+                            object: format!("snapshot {}", snap.id.short()),
+                            reason: format!(
+                                "verification found {} damaged file(s); not restored",
+                                v.errors.len()
+                            ),
+                        });
+                    }
+                }
+                let mut o = restore::RestoreOptions::new(&dest);
+                o.verify = true;
+                o.overwrite = in_place;
+                let sum = restore::restore(&self.repo, &snap, &o, &NoProgress)
+                    .await?
+                    .into_result()?;
+                Ok(json!({"snapshot": id, "ok": true, "files": sum.files,
+                          "bytes": sum.bytes_written, "files_verified": sum.files_verified}))
+            }
+            .await;
+            match r {
+                Ok(v) => results.push(v),
+                Err(e) => {
+                    errors.push(format!("snapshot {}: {e}", &id[..8.min(id.len())]));
+                    results.push(json!({"snapshot": id, "ok": false, "error": e.to_string()}));
+                }
+            }
+        }
+        let done = self.now();
+        rj.status = if errors.is_empty() {
+            JobStatus::Completed
+        } else {
+            JobStatus::Failed
+        };
+        rj.completed_at = Some(done);
+        rj.error = (!errors.is_empty()).then(|| errors.join("; "));
+        rj.metadata["results"] = json!(results);
+        self.catalog.update_restore_job(&rj).await?;
+        self.events.publish(Event::restore_completed(&rj, done));
+        let who = rj.requested_by.clone();
+        self.audit(
+            &who,
+            "restore",
+            rj.id.to_string(),
+            json!({"snapshots": rj.snapshot_ids, "destination": rj.destination, "ok": errors.is_empty()}),
+        )
+        .await;
+        Ok(rj)
     }
 }
 
