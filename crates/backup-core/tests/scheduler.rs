@@ -1072,3 +1072,84 @@ fn restore_requests_restore_a_restore_point_and_the_run_loop_stops_gracefully() 
         assert!(s.create_restore(&bad, "test").await.is_err());
     });
 }
+
+#[test]
+fn consumed_events_queue_backups() {
+    support::runtime().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let cat = catalog::open(&CatalogOptions {
+            dir: Some(tmp.path().join("catalog")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let scenarios = tmp.path().join("scenarios");
+        write(&scenarios.join("shop/.vrooli/service.json"), b"{}");
+        let repo = support::init_repo(&tmp.path().join("repo")).await;
+        let cfg = Config {
+            scenarios_dir: Some(scenarios.clone()),
+            ..Default::default()
+        };
+        let clock = ManualClock::new(utc("2030-01-01T00:00:00Z"));
+        let s = sched(
+            cat.clone(),
+            repo.clone(),
+            cfg,
+            EventBus::new(),
+            clock,
+            opts("a"),
+        );
+        let ev = |name: &str, payload: serde_json::Value| backup_core::events::IncomingEvent {
+            event: name.into(),
+            payload,
+        };
+        let jobs = s
+            .handle_event(
+                &ev("scenario.deployed", serde_json::json!({"scenario": "shop"})),
+                "n8n",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            jobs[0].target_identifier,
+            files_spec(&scenarios.join("shop"))
+        );
+        let jobs_pg = s
+            .handle_event(
+                &ev(
+                    "postgres.schema_updated",
+                    serde_json::json!({"database": "shop"}),
+                ),
+                "n8n",
+            )
+            .await
+            .unwrap();
+        assert_eq!(jobs_pg[0].target_identifier, "postgres:shop");
+        assert_eq!(jobs_pg[0].target, "postgres");
+        assert!(s
+            .handle_event(
+                &ev(
+                    "scenario.deployed",
+                    serde_json::json!({"scenario": "../etc"})
+                ),
+                "n8n"
+            )
+            .await
+            .is_err());
+        assert!(s
+            .handle_event(&ev("other.event", serde_json::json!({})), "n8n")
+            .await
+            .is_err());
+        s.run_pending().await.unwrap();
+        let j = cat.get_job(jobs[0].id).await.unwrap();
+        assert_eq!(j.status, JobStatus::Completed, "{j:?}");
+        let snap = repo
+            .load_snapshot(&Id::parse(j.storage_path.as_deref().unwrap()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            snap.paths,
+            vec![scenarios.join("shop").display().to_string()]
+        );
+    });
+}
