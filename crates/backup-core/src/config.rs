@@ -80,6 +80,11 @@ pub struct Config {
     /// Scheduler tuning.
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    /// Object-storage settings of an `s3://`, `gs://` or `az://` repository (endpoint,
+    /// region, keys, allow_http, …); the AWS_* / MINIO_* variables override them. Never
+    /// serialized (it may hold keys).
+    #[serde(default, skip_serializing)]
+    pub storage: crate::store::cloud::CloudOptions,
 }
 
 /// A schedule as written in the config file (see [`crate::catalog::NewSchedule`]).
