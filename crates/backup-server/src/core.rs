@@ -11,7 +11,8 @@ use anyhow::Context;
 use backup_core::catalog::{self, Catalog, Job, JobType, NewSchedule, RestoreJob, RestorePoint, Schedule, SchedulePatch};
 use backup_core::config::Config;
 use backup_core::events::{EventBus, IncomingEvent};
-use backup_core::health::{self, HealthOptions, HealthStatus, StatusReport};
+use backup_core::health::{self, HealthOptions, HealthStatus};
+use backup_core::service::status::StatusView;
 use backup_core::repository::Repository;
 use backup_core::scheduler::{CronExpr, CronScheduler, JobRequest, Scheduler, SchedulerOptions, SystemClock};
 use backup_core::service::{self, backup::BackupCreated, restore::RestoreCreated, verify::Verification};
@@ -60,7 +61,7 @@ impl ServiceHealth {
 
 struct CachedStatus {
     at: Instant,
-    report: Arc<StatusReport>,
+    report: Arc<StatusView>,
 }
 
 /// The opened service.
@@ -247,15 +248,40 @@ impl Core {
         Ok(text)
     }
 
-    async fn compute_status(&self) -> R<StatusReport> {
-        let opts = HealthOptions::from_config(&self.config);
-        Ok(health::status_report(&*self.catalog, Some(&self.repo), &opts, &[], false, chrono::Utc::now()).await?)
+    async fn compute_status(&self, only: &[String], verbose: bool) -> R<StatusView> {
+        Ok(service::status::status_view(
+            Ok(&*self.catalog),
+            &self.repo,
+            &self.config,
+            only,
+            verbose,
+            chrono::Utc::now(),
+        )
+        .await?)
+    }
+
+    /// `GET /api/v1/backup/status?targets=a,b&verbose=true` (the CLI's `status` flags): with
+    /// flags, computed for the request; without, the cached report ([`Core::status`]).
+    pub async fn status_for(self: &Arc<Self>, ttl: Duration, q: crate::handlers::StatusQuery) -> R<Arc<StatusView>> {
+        let only: Vec<String> = q
+            .targets
+            .as_deref()
+            .map(|t| {
+                let names: Vec<String> = t.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect();
+                self.config.expand_targets(&names)
+            })
+            .unwrap_or_default();
+        let verbose = q.verbose.unwrap_or(false);
+        if only.is_empty() && !verbose {
+            return self.status(ttl).await;
+        }
+        Ok(Arc::new(self.compute_status(&only, verbose).await?))
     }
 
     /// `GET /api/v1/backup/status`: the PRD's status report. A report younger than `ttl` is
     /// reused; an older one is still answered at once while one request refreshes it in the
     /// background (so a slow catalog or repository never stalls every caller).
-    pub async fn status(self: &Arc<Self>, ttl: Duration) -> R<Arc<StatusReport>> {
+    pub async fn status(self: &Arc<Self>, ttl: Duration) -> R<Arc<StatusView>> {
         if let Some(c) = &*self.status.read().await {
             if c.at.elapsed() < ttl {
                 return Ok(c.report.clone());
@@ -263,7 +289,7 @@ impl Core {
             if !self.refreshing.swap(true, std::sync::atomic::Ordering::SeqCst) {
                 let me = self.clone();
                 tokio::spawn(async move {
-                    if let Ok(r) = me.compute_status().await {
+                    if let Ok(r) = me.compute_status(&[], false).await {
                         *me.status.write().await = Some(CachedStatus {
                             at: Instant::now(),
                             report: Arc::new(r),
@@ -278,7 +304,7 @@ impl Core {
         if let Some(c) = &*slot {
             return Ok(c.report.clone());
         }
-        let r = Arc::new(self.compute_status().await?);
+        let r = Arc::new(self.compute_status(&[], false).await?);
         *slot = Some(CachedStatus {
             at: Instant::now(),
             report: r.clone(),

@@ -40,7 +40,10 @@ pub async fn dispatch(app: &Arc<App>, h: Handler, ctx: Ctx) -> Result<Reply, Api
             let created = core.create_backup(req, &ctx.user()).await?;
             Ok(Reply::json(StatusCode::CREATED, &created))
         }
-        Handler::BackupStatus => Ok(Reply::ok(&*core.status(app.config.status_cache).await?)),
+        Handler::BackupStatus => {
+            let q: StatusQuery = query(ctx.query.as_deref())?;
+            Ok(Reply::ok(&*core.status_for(app.config.status_cache, q).await?))
+        }
         Handler::BackupList => {
             let q: ListQuery = query(ctx.query.as_deref())?;
             Ok(Reply::ok(&core.list(q).await?))
@@ -121,6 +124,16 @@ pub struct BackupCreate {
     pub description: Option<String>,
     /// Keep at least this many days.
     pub retention_days: Option<u32>,
+}
+
+/// `GET /api/v1/backup/status` options (the CLI `status` flags).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    /// Only these targets (comma-separated specs or configured names).
+    pub targets: Option<String>,
+    /// Add `recent_jobs`.
+    pub verbose: Option<bool>,
 }
 
 /// `GET /api/v1/backup/list` filters (the CLI `list` flags).

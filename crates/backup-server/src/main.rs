@@ -29,6 +29,9 @@ struct Args {
     /// Log format: `json` (one object per line) or `text`.
     #[arg(long, env = "DBM_LOG_FORMAT", default_value = "text", value_parser = ["json", "text"])]
     log_format: String,
+    /// Write the process id to this file (for service managers' stop steps).
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -88,6 +91,10 @@ async fn main() -> Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
+    if let Some(p) = &args.pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing pid file {}", p.display()))?;
+    }
     let core = Arc::new(Core::start(args.config.as_deref()).await?);
     let app = Arc::new(App::new(cfg.clone(), core));
     tracing::info!(
@@ -98,6 +105,9 @@ async fn main() -> Result<()> {
     );
     server::serve(app.clone(), listener, tls, shutdown_signal(), cfg.shutdown_grace).await?;
     app.core.shutdown(cfg.shutdown_grace).await;
+    if let Some(p) = &args.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
     tracing::info!("stopped");
     Ok(())
 }

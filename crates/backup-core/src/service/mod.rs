@@ -8,10 +8,12 @@
 //! * [`restore`] — `POST /api/v1/restore/create`, restore points, and the runner that does the
 //!   restore work outside the request.
 //! * [`metrics`] — `GET /metrics` in the Prometheus text format.
+//! * [`status`] — `GET /api/v1/backup/status` / `status`: repository figures and health.
 //! * [`shutdown`] — what happens to running work when the server stops.
 
 pub mod backup;
 pub mod metrics;
 pub mod restore;
 pub mod shutdown;
+pub mod status;
 pub mod verify;
