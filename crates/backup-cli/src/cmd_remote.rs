@@ -11,7 +11,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command};
-use crate::cmd_schedule::{keep, print_json, print_schedules, RestorePointCommand, ScheduleCommand};
+use crate::cmd_schedule::{
+    keep, print_json, print_schedules, RestorePointCommand, ScheduleCommand,
+};
 use crate::settings::Settings;
 
 /// Every API endpoint and the command that mirrors it (PRD "CLI-API Parity"). A unit test
@@ -55,7 +57,9 @@ impl Client {
     pub fn new(base: &str) -> Result<Client> {
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
-            token: std::env::var("DBM_API_TOKEN").ok().filter(|t| !t.is_empty()),
+            token: std::env::var("DBM_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(600))
                 .build()?,
@@ -64,8 +68,15 @@ impl Client {
 
     /// Calls an endpoint; an error reply becomes an error with the server's message.
     /// Returns the status and the body (JSON, or a string for text replies).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
-        let mut rb = self.http.request(method.clone(), format!("{}{path}", self.base));
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let mut rb = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
         }
@@ -80,7 +91,10 @@ impl Client {
         let text = r.text().await?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status >= 400 && !(status == 422 && v.get("ok").is_some()) {
-            let msg = v["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            let msg = v["error"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
             if status == 401 {
                 bail!("{method} {path}: {msg} (set DBM_API_TOKEN)");
             }
@@ -119,8 +133,9 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
             } else {
                 format!("/api/v1/backup/status?{}", q.join("&"))
             };
-            let v: backup_core::service::status::StatusView = serde_json::from_value(c.get(&path).await?)
-                .context("reading the server's status")?;
+            let v: backup_core::service::status::StatusView =
+                serde_json::from_value(c.get(&path).await?)
+                    .context("reading the server's status")?;
             crate::cmd_schedule::print_status(&v, s.verbose, s.json)?;
             Ok(0)
         }
@@ -144,7 +159,9 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
         }
         Command::Backup(a) => {
             if !a.excludes.is_empty() || a.parent.is_some() || !a.tags.is_empty() {
-                bail!("--exclude, --tag and --parent are not part of the API: run the backup locally");
+                bail!(
+                    "--exclude, --tag and --parent are not part of the API: run the backup locally"
+                );
             }
             let (_, v) = c
                 .post(
@@ -167,7 +184,10 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
         }
         Command::Verify(a) => {
             let (_, v) = c
-                .post(&format!("/api/v1/backup/verify/{}", enc(&a.snapshot)), json!({}))
+                .post(
+                    &format!("/api/v1/backup/verify/{}", enc(&a.snapshot)),
+                    json!({}),
+                )
                 .await?;
             let r: backup_core::service::verify::Verification = serde_json::from_value(v)?;
             crate::commands::print_verification(s, &r)
@@ -202,15 +222,26 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
             if is_uuid(&a.snapshot) {
                 // A job id or a restore point id.
                 let is_job = c
-                    .call(Method::GET, &format!("/api/v1/backup/jobs/{}", a.snapshot), None)
+                    .call(
+                        Method::GET,
+                        &format!("/api/v1/backup/jobs/{}", a.snapshot),
+                        None,
+                    )
                     .await
                     .is_ok();
-                body[if is_job { "backup_job_id" } else { "restore_point_id" }] = json!(a.snapshot);
+                body[if is_job {
+                    "backup_job_id"
+                } else {
+                    "restore_point_id"
+                }] = json!(a.snapshot);
             } else {
                 body["snapshot_id"] = json!(a.snapshot);
             }
             let (_, created) = c.post("/api/v1/restore/create", body).await?;
-            let id = created["restore_id"].as_str().unwrap_or_default().to_string();
+            let id = created["restore_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             // The restore runs in the server; wait for it like the local command does.
             let done = loop {
                 let v = c.get(&format!("/api/v1/restore/status/{id}")).await?;
@@ -227,7 +258,10 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
                     done["status"].as_str().unwrap_or_default(),
                     done["snapshot_ids"].as_array().map(Vec::len).unwrap_or(0),
                     done["destination"].as_str().unwrap_or_default(),
-                    done["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default()
+                    done["error"]
+                        .as_str()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
                 );
             }
             Ok(if done["status"] == "completed" { 0 } else { 1 })
@@ -242,7 +276,10 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
                 bail!("--snapshots is not part of the API: give --targets (their newest backups)");
             }
             let (_, v) = c
-                .post("/api/v1/restore-points", json!({"name": a.name, "description": a.description, "targets": a.targets}))
+                .post(
+                    "/api/v1/restore-points",
+                    json!({"name": a.name, "description": a.description, "targets": a.targets}),
+                )
                 .await?;
             print_json(&v)?;
             Ok(0)
@@ -259,7 +296,8 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
             match sc {
                 ScheduleCommand::List => {
                     let v = c.get("/api/v1/schedules").await?;
-                    let list: Vec<backup_core::catalog::Schedule> = serde_json::from_value(v.clone())?;
+                    let list: Vec<backup_core::catalog::Schedule> =
+                        serde_json::from_value(v.clone())?;
                     if s.json {
                         print_json(&v)?;
                     } else if list.is_empty() {
@@ -290,13 +328,21 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
                         body["targets"] = json!(a.targets);
                     }
                     let (_, v) = c
-                        .call(Method::PUT, &format!("/api/v1/schedules/{}", enc(&a.name)), Some(body))
+                        .call(
+                            Method::PUT,
+                            &format!("/api/v1/schedules/{}", enc(&a.name)),
+                            Some(body),
+                        )
                         .await?;
                     one(v)
                 }
                 ScheduleCommand::Delete(n) => {
-                    c.call(Method::DELETE, &format!("/api/v1/schedules/{}", enc(&n.name)), None)
-                        .await?;
+                    c.call(
+                        Method::DELETE,
+                        &format!("/api/v1/schedules/{}", enc(&n.name)),
+                        None,
+                    )
+                    .await?;
                     if s.json {
                         print_json(&json!({"deleted": n.name}))?;
                     } else {
@@ -304,18 +350,29 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
                     }
                     Ok(0)
                 }
-                ScheduleCommand::Enable(n) => {
-                    one(c.post(&format!("/api/v1/schedules/{}/enable", enc(&n.name)), json!({})).await?.1)
-                }
-                ScheduleCommand::Disable(n) => {
-                    one(c.post(&format!("/api/v1/schedules/{}/disable", enc(&n.name)), json!({})).await?.1)
-                }
+                ScheduleCommand::Enable(n) => one(c
+                    .post(
+                        &format!("/api/v1/schedules/{}/enable", enc(&n.name)),
+                        json!({}),
+                    )
+                    .await?
+                    .1),
+                ScheduleCommand::Disable(n) => one(c
+                    .post(
+                        &format!("/api/v1/schedules/{}/disable", enc(&n.name)),
+                        json!({}),
+                    )
+                    .await?
+                    .1),
             }
         }
         Command::Event(a) => {
             let payload: Value = serde_json::from_str(&a.payload).context("--payload: not JSON")?;
             let (_, v) = c
-                .post("/api/v1/events", json!({"event": a.event, "payload": payload}))
+                .post(
+                    "/api/v1/events",
+                    json!({"event": a.event, "payload": payload}),
+                )
                 .await?;
             print_json(&v)?;
             Ok(0)
@@ -338,7 +395,11 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
             bail!(
                 "{} has no API endpoint: run it without --api-url on a host with the repository \
                  (remote commands: {})",
-                format!("{other:?}").split(['(', ' ']).next().unwrap_or("this command").to_lowercase(),
+                format!("{other:?}")
+                    .split(['(', ' '])
+                    .next()
+                    .unwrap_or("this command")
+                    .to_lowercase(),
                 remote.join(", ")
             )
         }
@@ -375,6 +436,10 @@ mod tests {
                 documented.push((m.to_uppercase(), path.clone()));
             }
         }
-        assert_eq!(documented.len(), super::ENDPOINTS.len(), "no extra rows in the table");
+        assert_eq!(
+            documented.len(),
+            super::ENDPOINTS.len(),
+            "no extra rows in the table"
+        );
     }
 }

@@ -61,23 +61,37 @@ impl Drop for Server {
 
 fn server_bin() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_data-backup-manager")).with_file_name("backup-server");
-    assert!(p.is_file(), "{} missing: cargo build -p backup-server (or cargo test --workspace)", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: cargo build -p backup-server (or cargo test --workspace)",
+        p.display()
+    );
     p
 }
 
 async fn setup() -> (Ctx, Server) {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("dbm_cli_{}", uuid::Uuid::new_v4().simple());
-    let (client, conn) = tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
+    let (client, conn) = tokio_postgres::connect(
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("PostgreSQL on 127.0.0.1:5432");
     tokio::spawn(conn);
-    client.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(data.join("d")).unwrap();
     std::fs::write(data.join("a.txt"), b"remote mode\n").unwrap();
     std::fs::write(data.join("d/b.txt"), vec![7u8; 50_000]).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,
@@ -93,7 +107,17 @@ async fn setup() -> (Ctx, Server) {
     .unwrap();
     let ctx = Ctx { dir, config, port };
     ctx.ok(false, &["init"]);
-    ctx.ok(false, &["backup", "test-data", "--type", "full", "--description", "first"]);
+    ctx.ok(
+        false,
+        &[
+            "backup",
+            "test-data",
+            "--type",
+            "full",
+            "--description",
+            "first",
+        ],
+    );
     ctx.ok(false, &["backup", "test-data"]);
     let log = std::fs::File::create(ctx.dir.path().join("server.log")).unwrap();
     let child = Command::new(server_bin())
@@ -109,7 +133,11 @@ async fn setup() -> (Ctx, Server) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let url = format!("http://127.0.0.1:{port}/health");
     while http_get(&url).is_none() {
-        assert!(Instant::now() < deadline, "server did not start: {}", std::fs::read_to_string(ctx.dir.path().join("server.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "server did not start: {}",
+            std::fs::read_to_string(ctx.dir.path().join("server.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     (ctx, srv)
@@ -147,7 +175,14 @@ async fn list_and_status_are_identical_in_local_and_remote_mode() {
     for args in [
         &["--json", "list"][..],
         &["--json", "list", "--type", "full"][..],
-        &["--json", "list", "--target", "test-data", "--since", "2000-01-01"][..],
+        &[
+            "--json",
+            "list",
+            "--target",
+            "test-data",
+            "--since",
+            "2000-01-01",
+        ][..],
         &["list"][..],
     ] {
         let local = ctx.ok(false, args);
@@ -169,7 +204,9 @@ async fn list_and_status_are_identical_in_local_and_remote_mode() {
     let snap = local_first_snapshot(&ctx);
     let v: Value = serde_json::from_str(&ctx.ok(true, &["--json", "verify", &snap])).unwrap();
     assert_eq!(v["ok"], true);
-    let created: Value = serde_json::from_str(&ctx.ok(true, &["--json", "backup", "test-data", "--type", "full"])).unwrap();
+    let created: Value =
+        serde_json::from_str(&ctx.ok(true, &["--json", "backup", "test-data", "--type", "full"]))
+            .unwrap();
     assert_eq!(created["status"], "pending");
     let job = created["job_id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -183,24 +220,58 @@ async fn list_and_status_are_identical_in_local_and_remote_mode() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let dest = ctx.dir.path().join("restored");
-    let r: Value = serde_json::from_str(&ctx.ok(true, &["--json", "restore", &job, "--destination", dest.to_str().unwrap()])).unwrap();
+    let r: Value = serde_json::from_str(&ctx.ok(
+        true,
+        &[
+            "--json",
+            "restore",
+            &job,
+            "--destination",
+            dest.to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
     assert_eq!(r["status"], "completed", "{r}");
     let data = ctx.dir.path().join("data");
     let restored = dest.join(data.strip_prefix("/").unwrap());
-    assert_eq!(std::fs::read(restored.join("d/b.txt")).unwrap(), vec![7u8; 50_000]);
-    ctx.ok(true, &["schedule", "create", "--name", "nightly", "--cron", "0 2 * * *", "--targets", "test-data"]);
+    assert_eq!(
+        std::fs::read(restored.join("d/b.txt")).unwrap(),
+        vec![7u8; 50_000]
+    );
+    ctx.ok(
+        true,
+        &[
+            "schedule",
+            "create",
+            "--name",
+            "nightly",
+            "--cron",
+            "0 2 * * *",
+            "--targets",
+            "test-data",
+        ],
+    );
     let l: Value = serde_json::from_str(&ctx.ok(true, &["--json", "schedule", "list"])).unwrap();
     assert_eq!(l[0]["name"], "nightly");
-    assert_eq!(l[0]["created_by"], "cli-test", "the audit user is the token's name");
+    assert_eq!(
+        l[0]["created_by"], "cli-test",
+        "the audit user is the token's name"
+    );
     ctx.ok(true, &["schedule", "disable", "--name", "nightly"]);
-    assert!(ctx.ok(true, &["metrics"]).contains("dbm_jobs{status=\"completed\"}"));
+    assert!(ctx
+        .ok(true, &["metrics"])
+        .contains("dbm_jobs{status=\"completed\"}"));
     // A command without an endpoint refuses remote mode.
     let o = ctx.cli(true, &["prune"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no API endpoint"));
     // Without a token: 401 explained.
     let o = Command::new(env!("CARGO_BIN_EXE_data-backup-manager"))
-        .args(["--api-url", &format!("http://127.0.0.1:{}", ctx.port), "status"])
+        .args([
+            "--api-url",
+            &format!("http://127.0.0.1:{}", ctx.port),
+            "status",
+        ])
         .env_remove("DBM_API_TOKEN")
         .output()
         .unwrap();

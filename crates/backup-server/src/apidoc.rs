@@ -14,7 +14,12 @@ fn type_of(s: &Value) -> String {
             Some(e) => format!(
                 "{t}: {}",
                 e.iter()
-                    .map(|v| format!("`{}`", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                    .map(|v| format!(
+                        "`{}`",
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    ))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -47,7 +52,11 @@ fn properties(s: &Value) -> String {
         out.push_str(&format!(
             "| `{k}` | {} | {} | {} |\n",
             type_of(v),
-            if required.contains(&k.as_str()) { "yes" } else { "no" },
+            if required.contains(&k.as_str()) {
+                "yes"
+            } else {
+                "no"
+            },
             v["description"].as_str().unwrap_or("").replace('\n', " ")
         ));
     }
@@ -94,7 +103,11 @@ pub fn markdown(openapi: &str) -> String {
                 out.push_str(d.trim());
                 out.push_str("\n\n");
             }
-            let auth = if op.get("security").and_then(Value::as_array).is_some_and(|a| a.is_empty()) {
+            let auth = if op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.is_empty())
+            {
                 "none".to_string()
             } else {
                 op["x-access"].as_str().unwrap_or("read").to_string()
@@ -111,7 +124,11 @@ pub fn markdown(openapi: &str) -> String {
                         "| `{}` | {} | {} | {} |\n",
                         p["name"].as_str().unwrap_or(""),
                         p["in"].as_str().unwrap_or(""),
-                        if p["required"].as_bool().unwrap_or(false) { "yes" } else { "no" },
+                        if p["required"].as_bool().unwrap_or(false) {
+                            "yes"
+                        } else {
+                            "no"
+                        },
                         p["description"].as_str().unwrap_or("")
                     ));
                 }

@@ -60,7 +60,11 @@ impl Auth {
             .map_err(|_| unauthorized("malformed Authorization header"))?;
         let presented = match value.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
-            _ => return Err(unauthorized("Authorization header must use the Bearer scheme")),
+            _ => {
+                return Err(unauthorized(
+                    "Authorization header must use the Bearer scheme",
+                ))
+            }
         };
         let h = hash(presented.as_bytes());
         let mut found: Option<&Caller> = None;
@@ -69,9 +73,7 @@ impl Auth {
                 found = Some(caller);
             }
         }
-        found
-            .cloned()
-            .ok_or_else(|| unauthorized("invalid token"))
+        found.cloned().ok_or_else(|| unauthorized("invalid token"))
     }
 }
 

@@ -174,15 +174,19 @@ impl ServerConfig {
                     })?;
                     text.lines().next().unwrap_or_default().trim().to_string()
                 }
-                (None, None, Some(e)) => env(e)
-                    .with_context(|| format!("token {}: environment variable {e} is not set", t.name))?,
+                (None, None, Some(e)) => env(e).with_context(|| {
+                    format!("token {}: environment variable {e} is not set", t.name)
+                })?,
                 _ => bail!(
                     "token {}: give exactly one of token, token_file, token_env",
                     t.name
                 ),
             };
             if secret.len() < 16 {
-                bail!("token {}: the secret must be at least 16 characters", t.name);
+                bail!(
+                    "token {}: the secret must be at least 16 characters",
+                    t.name
+                );
             }
             tokens.push(Token {
                 name: t.name.clone(),

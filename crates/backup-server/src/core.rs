@@ -8,14 +8,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use backup_core::catalog::{self, Catalog, Job, JobType, NewSchedule, RestoreJob, RestorePoint, Schedule, SchedulePatch};
+use backup_core::catalog::{
+    self, Catalog, Job, JobType, NewSchedule, RestoreJob, RestorePoint, Schedule, SchedulePatch,
+};
 use backup_core::config::Config;
 use backup_core::events::{EventBus, IncomingEvent};
 use backup_core::health::{self, HealthOptions, HealthStatus};
-use backup_core::service::status::StatusView;
 use backup_core::repository::Repository;
-use backup_core::scheduler::{CronExpr, CronScheduler, JobRequest, Scheduler, SchedulerOptions, SystemClock};
-use backup_core::service::{self, backup::BackupCreated, restore::RestoreCreated, verify::Verification};
+use backup_core::scheduler::{
+    CronExpr, CronScheduler, JobRequest, Scheduler, SchedulerOptions, SystemClock,
+};
+use backup_core::service::status::StatusView;
+use backup_core::service::{
+    self, backup::BackupCreated, restore::RestoreCreated, verify::Verification,
+};
 use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -88,7 +94,8 @@ fn password(cfg: &Config) -> anyhow::Result<Vec<u8>> {
         .password_file
         .as_ref()
         .context("no repository password: set DBM_PASSWORD or password_file in the config (DBM_PASSWORD_FILE)")?;
-    let text = std::fs::read(f).with_context(|| format!("reading password file {}", f.display()))?;
+    let text =
+        std::fs::read(f).with_context(|| format!("reading password file {}", f.display()))?;
     let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     anyhow::ensure!(!line.is_empty(), "password file {} is empty", f.display());
@@ -158,7 +165,8 @@ impl Core {
         let _ = self.stop.send(true);
         self.scheduler.stop();
         let task = self.scheduler_task.lock().ok().and_then(|mut t| t.take());
-        let mut nudges = std::mem::take(&mut *self.nudges.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut nudges =
+            std::mem::take(&mut *self.nudges.lock().unwrap_or_else(|p| p.into_inner()));
         let wait = async {
             if let Some(t) = task {
                 let _ = t.await;
@@ -167,8 +175,13 @@ impl Core {
         };
         let finished = tokio::time::timeout(grace, wait).await.is_ok();
         if !finished {
-            match service::shutdown::release_jobs(&*self.catalog, &self.scheduler.options().owner).await {
-                Ok(ids) => tracing::warn!(jobs = ids.len(), "jobs still running at shutdown were put back to pending"),
+            match service::shutdown::release_jobs(&*self.catalog, &self.scheduler.options().owner)
+                .await
+            {
+                Ok(ids) => tracing::warn!(
+                    jobs = ids.len(),
+                    "jobs still running at shutdown were put back to pending"
+                ),
                 Err(e) => tracing::error!("releasing running jobs: {e}"),
             }
         }
@@ -224,7 +237,10 @@ impl Core {
             .ok()
             .and_then(|t| t.as_ref().map(|t| !t.is_finished()))
             .unwrap_or(false);
-        checks.insert("scheduler", if running { "ok" } else { "stopped" }.to_string());
+        checks.insert(
+            "scheduler",
+            if running { "ok" } else { "stopped" }.to_string(),
+        );
         if !running {
             status = status.max(HealthStatus::Degraded);
         }
@@ -262,12 +278,20 @@ impl Core {
 
     /// `GET /api/v1/backup/status?targets=a,b&verbose=true` (the CLI's `status` flags): with
     /// flags, computed for the request; without, the cached report ([`Core::status`]).
-    pub async fn status_for(self: &Arc<Self>, ttl: Duration, q: crate::handlers::StatusQuery) -> R<Arc<StatusView>> {
+    pub async fn status_for(
+        self: &Arc<Self>,
+        ttl: Duration,
+        q: crate::handlers::StatusQuery,
+    ) -> R<Arc<StatusView>> {
         let only: Vec<String> = q
             .targets
             .as_deref()
             .map(|t| {
-                let names: Vec<String> = t.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect();
+                let names: Vec<String> = t
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect();
                 self.config.expand_targets(&names)
             })
             .unwrap_or_default();
@@ -286,7 +310,10 @@ impl Core {
             if c.at.elapsed() < ttl {
                 return Ok(c.report.clone());
             }
-            if !self.refreshing.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            if !self
+                .refreshing
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
                 let me = self.clone();
                 tokio::spawn(async move {
                     if let Ok(r) = me.compute_status(&[], false).await {
@@ -295,7 +322,8 @@ impl Core {
                             report: Arc::new(r),
                         });
                     }
-                    me.refreshing.store(false, std::sync::atomic::Ordering::SeqCst);
+                    me.refreshing
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
                 });
             }
             return Ok(c.report.clone());
@@ -327,10 +355,15 @@ impl Core {
             .map(str::parse::<JobType>)
             .transpose()
             .map_err(field("type"))?;
-        if r.retention_days.is_some_and(|d| d > backup_core::engine::backup::MAX_RETENTION_DAYS) {
+        if r.retention_days
+            .is_some_and(|d| d > backup_core::engine::backup::MAX_RETENTION_DAYS)
+        {
             return Err(ApiError::field(
                 "retention_days",
-                format!("at most {}", backup_core::engine::backup::MAX_RETENTION_DAYS),
+                format!(
+                    "at most {}",
+                    backup_core::engine::backup::MAX_RETENTION_DAYS
+                ),
             ));
         }
         let req = JobRequest {
@@ -355,7 +388,11 @@ impl Core {
             target: q.target,
             since: q.since.clone(),
         };
-        let blame = if q.since.as_deref().is_some_and(|s| service::backup::parse_since(s).is_err()) {
+        let blame = if q
+            .since
+            .as_deref()
+            .is_some_and(|s| service::backup::parse_since(s).is_err())
+        {
             "since"
         } else {
             "type"
@@ -406,15 +443,20 @@ impl Core {
         .map_err(|e| {
             // The core names the field first in its message (`destination: …`).
             let msg = e.to_string();
-            let f = ["destination", "targets", "restore_point_id", "backup_job_id", "snapshot_id"]
-                .into_iter()
-                .find(|f| msg.starts_with(&format!("{f}:")))
-                .unwrap_or("backup_job_id");
+            let f = [
+                "destination",
+                "targets",
+                "restore_point_id",
+                "backup_job_id",
+                "snapshot_id",
+            ]
+            .into_iter()
+            .find(|f| msg.starts_with(&format!("{f}:")))
+            .unwrap_or("backup_job_id");
             match e.kind() {
-                backup_core::ErrorKind::InvalidInput => ApiError::field(
-                    f,
-                    msg.trim_start_matches(&format!("{f}:")).trim(),
-                ),
+                backup_core::ErrorKind::InvalidInput => {
+                    ApiError::field(f, msg.trim_start_matches(&format!("{f}:")).trim())
+                }
                 _ => ApiError::from_core(e, Some(f)),
             }
         })?;
@@ -473,7 +515,10 @@ impl Core {
 
     /// `POST /api/v1/schedules`.
     pub async fn create_schedule(&self, b: ScheduleBody, user: &str) -> R<Schedule> {
-        let name = b.name.clone().ok_or_else(|| ApiError::field("name", "required"))?;
+        let name = b
+            .name
+            .clone()
+            .ok_or_else(|| ApiError::field("name", "required"))?;
         let cron = b
             .cron_expression
             .clone()
@@ -497,7 +542,13 @@ impl Core {
             action: None,
         };
         let s = self.scheduler.create_schedule(n, user).await.map_err(|e| {
-            let f = if e.to_string().contains("retention") { "retention_days" } else if e.to_string().contains("name") { "name" } else { "targets" };
+            let f = if e.to_string().contains("retention") {
+                "retention_days"
+            } else if e.to_string().contains("name") {
+                "name"
+            } else {
+                "targets"
+            };
             ApiError::from_core(e, Some(f))
         })?;
         Ok(s)
@@ -508,7 +559,11 @@ impl Core {
         let current = self.catalog.get_schedule(key).await?;
         let tz = b.timezone.clone().unwrap_or(current.timezone.clone());
         Self::check_schedule_fields(
-            Some(b.cron_expression.as_deref().unwrap_or(&current.cron_expression)),
+            Some(
+                b.cron_expression
+                    .as_deref()
+                    .unwrap_or(&current.cron_expression),
+            ),
             Some(&tz),
         )?;
         let backup_type = b
@@ -527,17 +582,18 @@ impl Core {
             keep: b.keep,
             enabled: b.enabled,
         };
-        Ok(self
-            .scheduler
+        self.scheduler
             .update_schedule(&current.id.to_string(), p, user)
             .await
-            .map_err(field("targets"))?)
+            .map_err(field("targets"))
     }
 
     /// `DELETE /api/v1/schedules/{id}`.
     pub async fn delete_schedule(&self, key: &str, user: &str) -> R<Schedule> {
         let s = self.catalog.get_schedule(key).await?;
-        self.scheduler.delete_schedule(&s.id.to_string(), user).await?;
+        self.scheduler
+            .delete_schedule(&s.id.to_string(), user)
+            .await?;
         Ok(s)
     }
 

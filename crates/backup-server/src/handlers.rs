@@ -42,7 +42,9 @@ pub async fn dispatch(app: &Arc<App>, h: Handler, ctx: Ctx) -> Result<Reply, Api
         }
         Handler::BackupStatus => {
             let q: StatusQuery = query(ctx.query.as_deref())?;
-            Ok(Reply::ok(&*core.status_for(app.config.status_cache, q).await?))
+            Ok(Reply::ok(
+                &*core.status_for(app.config.status_cache, q).await?,
+            ))
         }
         Handler::BackupList => {
             let q: ListQuery = query(ctx.query.as_deref())?;
@@ -81,21 +83,19 @@ pub async fn dispatch(app: &Arc<App>, h: Handler, ctx: Ctx) -> Result<Reply, Api
         Handler::ScheduleUpdate => {
             let req: ScheduleBody = json(&ctx.body)?;
             Ok(Reply::ok(
-                &core
-                    .update_schedule(ctx.id(), req, &ctx.user())
-                    .await?,
+                &core.update_schedule(ctx.id(), req, &ctx.user()).await?,
             ))
         }
         Handler::ScheduleDelete => {
             let s = core.delete_schedule(ctx.id(), &ctx.user()).await?;
-            Ok(Reply::ok(&serde_json::json!({"deleted": s.id, "schedule": s})))
+            Ok(Reply::ok(
+                &serde_json::json!({"deleted": s.id, "schedule": s}),
+            ))
         }
         Handler::ScheduleEnable | Handler::ScheduleDisable => {
             let on = h == Handler::ScheduleEnable;
             Ok(Reply::ok(
-                &core
-                    .set_schedule_enabled(ctx.id(), on, &ctx.user())
-                    .await?,
+                &core.set_schedule_enabled(ctx.id(), on, &ctx.user()).await?,
             ))
         }
         Handler::Events => {

@@ -125,8 +125,10 @@ impl Reply {
     pub fn into_response(self) -> Response<Body> {
         let mut r = Response::new(Full::new(self.body));
         *r.status_mut() = self.status;
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
         r
     }
 }
@@ -150,5 +152,8 @@ pub fn cors(resp: &mut Response<Body>, origin: Option<&HeaderValue>, allowed: &[
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("authorization, content-type"),
     );
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
 }

@@ -69,13 +69,19 @@ async fn main() -> Result<()> {
             return Ok(());
         }
         Some(Cmd::ApiMd) => {
-            print!("{}", backup_server::apidoc::markdown(backup_server::OPENAPI));
+            print!(
+                "{}",
+                backup_server::apidoc::markdown(backup_server::OPENAPI)
+            );
             return Ok(());
         }
         Some(Cmd::Serve) | None => {}
     }
     init_logs(&args.log_format);
-    let config_path = args.config.clone().or_else(backup_core::config::default_config_path);
+    let config_path = args
+        .config
+        .clone()
+        .or_else(backup_core::config::default_config_path);
     let section = match &config_path {
         Some(p) if p.exists() || args.config.is_some() => config::read_section(p)?,
         _ => config::ServerSection::default(),
@@ -103,7 +109,14 @@ async fn main() -> Result<()> {
         tokens = cfg.tokens.len(),
         "backup-server listening"
     );
-    server::serve(app.clone(), listener, tls, shutdown_signal(), cfg.shutdown_grace).await?;
+    server::serve(
+        app.clone(),
+        listener,
+        tls,
+        shutdown_signal(),
+        cfg.shutdown_grace,
+    )
+    .await?;
     app.core.shutdown(cfg.shutdown_grace).await;
     if let Some(p) = &args.pid_file {
         let _ = std::fs::remove_file(p);

@@ -29,7 +29,10 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .with_context(|| format!("TLS certificate {}", files.cert.display()))?;
     if certs.is_empty() {
-        anyhow::bail!("TLS certificate {}: no certificate in the file", files.cert.display());
+        anyhow::bail!(
+            "TLS certificate {}: no certificate in the file",
+            files.cert.display()
+        );
     }
     // The key's path is named in errors; its content never is.
     let key = PrivateKeyDer::from_pem_file(&files.key)
@@ -37,7 +40,12 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor> {
     let mut cfg = tokio_rustls::rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .with_context(|| format!("TLS key {} does not fit the certificate", files.key.display()))?;
+        .with_context(|| {
+            format!(
+                "TLS key {} does not fit the certificate",
+                files.key.display()
+            )
+        })?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
@@ -73,7 +81,9 @@ pub async fn serve(
         });
         match &tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {

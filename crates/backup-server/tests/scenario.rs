@@ -69,7 +69,10 @@ async fn scenario_test_yaml_passes() {
 
     let env = Env::new("").await;
     let srv = env.start("server.log").await;
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_backup-server")).parent().unwrap().to_path_buf();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_backup-server"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let cli = bin_dir.join("data-backup-manager");
     assert!(
         cli.is_file(),
@@ -79,7 +82,9 @@ async fn scenario_test_yaml_passes() {
     let mut vars: HashMap<String, String> = HashMap::new();
     vars.insert("DBM_API_TOKEN".into(), ADMIN.into());
     vars.insert("API_PORT".into(), env.port.to_string());
-    let (pg, conn) = tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls).await.unwrap();
+    let (pg, conn) = tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let ci = std::env::var_os("CI").is_some();
 
@@ -103,8 +108,13 @@ async fn scenario_test_yaml_passes() {
                     },
                     other => panic!("{name}: unknown service {other}"),
                 };
-                let url = format!("{}{}", base.trim_end_matches('/'), t["endpoint"].as_str().unwrap());
-                let method = reqwest::Method::from_bytes(t["method"].as_str().unwrap().as_bytes()).unwrap();
+                let url = format!(
+                    "{}{}",
+                    base.trim_end_matches('/'),
+                    t["endpoint"].as_str().unwrap()
+                );
+                let method =
+                    reqwest::Method::from_bytes(t["method"].as_str().unwrap().as_bytes()).unwrap();
                 let mut rb = srv.http.request(method, url);
                 if let Some(h) = t["headers"].as_object() {
                     for (k, v) in h {
@@ -125,13 +135,21 @@ async fn scenario_test_yaml_passes() {
                 );
                 if let Some(fields) = expect["body"].as_object() {
                     for (k, v) in fields {
-                        assert!(matches(v, &body[k]), "{name}: body.{k} = {}, expected {v}", body[k]);
+                        assert!(
+                            matches(v, &body[k]),
+                            "{name}: body.{k} = {}, expected {v}",
+                            body[k]
+                        );
                     }
                 }
             }
             "exec" => {
                 let cmd = subst(t["command"].as_str().unwrap(), &vars);
-                let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+                let path = format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                );
                 let out = Command::new("sh")
                     .arg("-c")
                     .arg(&cmd)
@@ -149,10 +167,17 @@ async fn scenario_test_yaml_passes() {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 if let Some(code) = expect["exit_code"].as_i64() {
-                    assert_eq!(out.status.code(), Some(code as i32), "{name}: `{cmd}`:\n{text}");
+                    assert_eq!(
+                        out.status.code(),
+                        Some(code as i32),
+                        "{name}: `{cmd}`:\n{text}"
+                    );
                 }
                 for s in expect["output_contains"].as_array().into_iter().flatten() {
-                    assert!(text.contains(s.as_str().unwrap()), "{name}: output lacks {s}:\n{text}");
+                    assert!(
+                        text.contains(s.as_str().unwrap()),
+                        "{name}: output lacks {s}:\n{text}"
+                    );
                 }
             }
             "sql" => {
@@ -188,12 +213,18 @@ async fn scenario_test_yaml_passes() {
     }
     let total = spec["tests"].as_array().unwrap().len();
     assert_eq!(passed + skipped.len(), total);
-    assert!(passed >= total - 1, "at most the S3 check may be skipped (outside CI)");
+    assert!(
+        passed >= total - 1,
+        "at most the S3 check may be skipped (outside CI)"
+    );
 }
 
 #[test]
 fn vrooli_service_json_follows_the_conventions() {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(root().join(".vrooli/service.json")).unwrap()).unwrap();
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(".vrooli/service.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(v["service"]["name"], "data-backup-manager");
     assert!(v["service"]["version"].is_string());
     assert!(!v["service"]["tags"].as_array().unwrap().is_empty());
@@ -202,10 +233,18 @@ fn vrooli_service_json_follows_the_conventions() {
     let (lo, hi) = api["range"].as_str().unwrap().split_once('-').unwrap();
     assert!((lo.parse::<u16>().unwrap()..=hi.parse().unwrap()).contains(&20010));
     for step in ["setup", "develop", "test", "stop"] {
-        assert!(!v["lifecycle"][step]["steps"].as_array().unwrap().is_empty(), "lifecycle.{step}");
+        assert!(
+            !v["lifecycle"][step]["steps"].as_array().unwrap().is_empty(),
+            "lifecycle.{step}"
+        );
     }
     assert_eq!(v["lifecycle"]["health"]["endpoints"]["api"], "/health");
-    for (r, required) in [("postgres", true), ("minio", true), ("n8n", true), ("redis", false)] {
+    for (r, required) in [
+        ("postgres", true),
+        ("minio", true),
+        ("n8n", true),
+        ("redis", false),
+    ] {
         assert_eq!(v["resources"][r]["required"], required, "resource {r}");
         for i in v["resources"][r]["initialization"].as_array().unwrap() {
             if let Some(f) = i["file"].as_str() {
@@ -227,11 +266,23 @@ fn n8n_workflows_are_valid() {
         let mut names = std::collections::HashSet::new();
         let mut ids = std::collections::HashSet::new();
         for n in nodes {
-            assert!(n["type"].as_str().unwrap().starts_with("n8n-nodes-base."), "{n}");
-            assert!(n["typeVersion"].is_number() && n["parameters"].is_object(), "{n}");
+            assert!(
+                n["type"].as_str().unwrap().starts_with("n8n-nodes-base."),
+                "{n}"
+            );
+            assert!(
+                n["typeVersion"].is_number() && n["parameters"].is_object(),
+                "{n}"
+            );
             assert_eq!(n["position"].as_array().unwrap().len(), 2);
-            assert!(names.insert(n["name"].as_str().unwrap().to_string()), "unique names");
-            assert!(ids.insert(n["id"].as_str().unwrap().to_string()), "unique ids");
+            assert!(
+                names.insert(n["name"].as_str().unwrap().to_string()),
+                "unique names"
+            );
+            assert!(
+                ids.insert(n["id"].as_str().unwrap().to_string()),
+                "unique ids"
+            );
         }
         for (from, c) in w["connections"].as_object().unwrap() {
             assert!(names.contains(from), "{from}");
@@ -243,10 +294,16 @@ fn n8n_workflows_are_valid() {
         }
         let text = serde_json::to_string(&w).unwrap();
         if text.contains("scheduleTrigger") {
-            assert!(text.contains("/api/v1/backup/create"), "the trigger calls the API");
+            assert!(
+                text.contains("/api/v1/backup/create"),
+                "the trigger calls the API"
+            );
         }
         if text.contains("n8n-nodes-base.webhook") {
-            assert!(text.contains("backup.job.failed"), "the alert handler filters failures");
+            assert!(
+                text.contains("backup.job.failed"),
+                "the alert handler filters failures"
+            );
         }
         seen += 1;
     }
@@ -259,7 +316,11 @@ fn install_script_installs_into_vrooli_bin() {
     let bins = tempfile::tempdir().unwrap();
     for b in ["data-backup-manager", "backup-server"] {
         std::fs::write(bins.path().join(b), "#!/bin/sh\necho ok\n").unwrap();
-        Command::new("chmod").arg("755").arg(bins.path().join(b)).status().unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(bins.path().join(b))
+            .status()
+            .unwrap();
     }
     let run = || {
         Command::new("bash")
@@ -272,9 +333,15 @@ fn install_script_installs_into_vrooli_bin() {
             .unwrap()
     };
     let out = run();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let installed = home.path().join(".vrooli/bin/data-backup-manager");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&installed).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&installed).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o755);
     let profile = std::fs::read_to_string(home.path().join(".bashrc")).unwrap();
     assert_eq!(profile.matches(".vrooli/bin").count(), 1);

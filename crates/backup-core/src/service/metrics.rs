@@ -12,7 +12,9 @@ use crate::error::Result;
 use crate::health::{Health, HealthStatus};
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 struct Out(String);
@@ -96,8 +98,16 @@ pub async fn render(catalog: &dyn Catalog, health: &Health) -> Result<String> {
         "Run time of completed backup jobs, seconds.",
     );
     for (t, p) in &targets {
-        out.sample("dbm_job_duration_seconds_sum", &[("target", t)], p.duration_sum);
-        out.sample("dbm_job_duration_seconds_count", &[("target", t)], p.completed as f64);
+        out.sample(
+            "dbm_job_duration_seconds_sum",
+            &[("target", t)],
+            p.duration_sum,
+        );
+        out.sample(
+            "dbm_job_duration_seconds_count",
+            &[("target", t)],
+            p.completed as f64,
+        );
     }
     out.head(
         "dbm_backup_last_duration_seconds",
@@ -146,7 +156,11 @@ pub async fn render(catalog: &dyn Catalog, health: &Health) -> Result<String> {
         "gauge",
         "Backup system health: 1 for the current state (healthy, degraded, critical).",
     );
-    for s in [HealthStatus::Healthy, HealthStatus::Degraded, HealthStatus::Critical] {
+    for s in [
+        HealthStatus::Healthy,
+        HealthStatus::Degraded,
+        HealthStatus::Critical,
+    ] {
         out.sample(
             "dbm_health",
             &[("status", s.as_str())],
@@ -156,7 +170,11 @@ pub async fn render(catalog: &dyn Catalog, health: &Health) -> Result<String> {
     out.head("dbm_health_reasons", "gauge", "Failed health rules.");
     out.sample("dbm_health_reasons", &[], health.reasons.len() as f64);
     let restores = catalog.list_restore_jobs(10_000).await?;
-    out.head("dbm_restore_jobs", "gauge", "Restore jobs (and drills) by status.");
+    out.head(
+        "dbm_restore_jobs",
+        "gauge",
+        "Restore jobs (and drills) by status.",
+    );
     for s in [
         JobStatus::Pending,
         JobStatus::Running,

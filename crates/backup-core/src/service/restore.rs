@@ -118,12 +118,16 @@ pub async fn create_restore(
     .count();
     if named != 1 {
         return Err(Error::InvalidInput(
-            "backup_job_id: give exactly one of restore_point_id, backup_job_id, snapshot_id".into(),
+            "backup_job_id: give exactly one of restore_point_id, backup_job_id, snapshot_id"
+                .into(),
         ));
     }
     let mut validation = Vec::new();
     let specs: Vec<String> = if let Some(rp) = req.restore_point_id {
-        catalog.get_restore_point(&rp.to_string()).await?.snapshot_ids
+        catalog
+            .get_restore_point(&rp.to_string())
+            .await?
+            .snapshot_ids
     } else if let Some(j) = req.backup_job_id {
         let job = catalog.get_job(j).await?;
         match (job.status, job.storage_path) {
@@ -148,7 +152,11 @@ pub async fn create_restore(
         message: format!(
             "{} snapshot(s) found: {}",
             snaps.len(),
-            snaps.iter().map(|s| s.id.short()).collect::<Vec<_>>().join(", ")
+            snaps
+                .iter()
+                .map(|s| s.id.short())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     });
     // Targets: keep the snapshots that hold one, and restore only its path.
@@ -301,7 +309,10 @@ impl RestoreRunner {
             if let Err(e) = run_restore(&*cat, &repo, &events, rj).await {
                 tracing::warn!("restore {id}: recording the outcome failed: {e}");
             }
-            running.lock().unwrap_or_else(|p| p.into_inner()).retain(|x| *x != id);
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|x| *x != id);
         });
     }
 
@@ -313,13 +324,18 @@ impl RestoreRunner {
         if tokio::time::timeout(grace, all).await.is_ok() {
             return;
         }
-        let left: Vec<Uuid> = self.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let left: Vec<Uuid> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for id in left {
             if let Ok(mut rj) = self.catalog.get_restore_job(id).await {
                 if matches!(rj.status, JobStatus::Running | JobStatus::Pending) {
                     rj.status = JobStatus::Failed;
                     rj.completed_at = Some(Utc::now());
-                    rj.error = Some("interrupted by a server shutdown; submit the restore again".into());
+                    rj.error =
+                        Some("interrupted by a server shutdown; submit the restore again".into());
                     let _ = self.catalog.update_restore_job(&rj).await;
                 }
             }
@@ -339,7 +355,10 @@ impl RestoreRunner {
                 JobStatus::Running => {
                     rj.status = JobStatus::Failed;
                     rj.completed_at = Some(Utc::now());
-                    rj.error = Some("interrupted: the server stopped during the restore; submit it again".into());
+                    rj.error = Some(
+                        "interrupted: the server stopped during the restore; submit it again"
+                            .into(),
+                    );
                     self.catalog.update_restore_job(&rj).await?;
                 }
                 JobStatus::Pending => {
@@ -485,7 +504,9 @@ pub async fn create_restore_point(
     who: &str,
 ) -> Result<RestorePoint> {
     if req.name.trim().is_empty() {
-        return Err(Error::InvalidInput("name: a restore point needs a name".into()));
+        return Err(Error::InvalidInput(
+            "name: a restore point needs a name".into(),
+        ));
     }
     let mut jobs = Vec::new();
     if !req.backup_job_ids.is_empty() {

@@ -62,7 +62,10 @@ pub async fn status_view(
     let (report, catalog_error) = match catalog {
         Ok(cat) => {
             let opts = HealthOptions::from_config(config);
-            (Some(health::status_report(cat, None, &opts, only, verbose, now).await?), None)
+            (
+                Some(health::status_report(cat, None, &opts, only, verbose, now).await?),
+                None,
+            )
         }
         Err(e) => (None, Some(e)),
     };

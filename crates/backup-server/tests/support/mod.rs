@@ -22,9 +22,10 @@ pub fn pg_base() -> String {
 /// Creates a fresh database and returns its URL.
 pub async fn fresh_database() -> String {
     let name = format!("dbm_srv_{}", uuid::Uuid::new_v4().simple());
-    let (client, conn) = tokio_postgres::connect(&format!("{}/postgres", pg_base()), tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (user postgres) is needed by these tests");
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{}/postgres", pg_base()), tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (user postgres) is needed by these tests");
     tokio::spawn(conn);
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -108,7 +109,20 @@ server:
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        if self.path("cert.pem").exists() {
+            format!("https://127.0.0.1:{}{path}", self.port)
+        } else {
+            format!("http://127.0.0.1:{}{path}", self.port)
+        }
+    }
+
+    /// A client that trusts the test certificate when there is one.
+    pub fn client(&self) -> reqwest::Client {
+        let mut b = reqwest::Client::builder();
+        if let Ok(pem) = std::fs::read(self.path("cert.pem")) {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
+        b.build().unwrap()
     }
 
     /// Starts `backup-server` with this config; waits until /health answers.
@@ -138,18 +152,18 @@ server:
             child: Some(child),
             base: self.url(""),
             log,
-            http: reqwest::Client::new(),
+            http: self.client(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = s.http.get(format!("{}/health", s.base)).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
+            let last = match s.http.get(format!("{}/health", s.base)).send().await {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => format!("HTTP {}", r.status()),
+                Err(e) => format!("{e:?}"),
+            };
             assert!(
                 Instant::now() < deadline,
-                "server did not start; log:\n{}",
+                "server did not start ({last}); log:\n{}",
                 std::fs::read_to_string(&s.log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -186,7 +200,10 @@ impl Server {
         let r = rb.send().await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -262,7 +279,10 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
 pub fn tree(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
     let mut out = Vec::new();
     fn walk(root: &Path, p: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for e in entries {
             let rel = e.strip_prefix(root).unwrap().display().to_string();
