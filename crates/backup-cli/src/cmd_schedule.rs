@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use backup_core::catalog::{
-    self, Catalog, Job, JobFilter, JobStatus, JobType, KeepPolicy, NewSchedule,
-    Schedule, ScheduleAction, SchedulePatch,
+    self, Catalog, Job, JobFilter, JobStatus, JobType, KeepPolicy, NewSchedule, Schedule,
+    ScheduleAction, SchedulePatch,
 };
 use backup_core::events::EventBus;
 use backup_core::health::{self, HealthOptions};
@@ -179,7 +179,18 @@ async fn book(s: &Settings) -> Result<ScheduleBook> {
 }
 
 pub(crate) fn print_schedules(list: &[Schedule]) {
-    let mut t = table(&["name", "cron", "zone", "action", "type", "targets", "retention", "enabled", "next run", "last run"]);
+    let mut t = table(&[
+        "name",
+        "cron",
+        "zone",
+        "action",
+        "type",
+        "targets",
+        "retention",
+        "enabled",
+        "next run",
+        "last run",
+    ]);
     for x in list {
         t.add_row(vec![
             x.name.clone(),
@@ -248,7 +259,11 @@ pub async fn schedule(s: &Settings, c: ScheduleCommand) -> Result<u8> {
                 cron_expression: cron,
                 timezone: a.timezone.clone(),
                 backup_type: a.backup_type.as_deref().map(str::parse).transpose()?,
-                targets: if a.targets.is_empty() { vec!["all".into()] } else { a.targets.clone() },
+                targets: if a.targets.is_empty() {
+                    vec!["all".into()]
+                } else {
+                    a.targets.clone()
+                },
                 retention_days: a.retention,
                 keep: keep(&a).unwrap_or_default(),
                 enabled: Some(!a.disabled),
@@ -290,7 +305,9 @@ pub async fn status(s: &Settings, a: StatusArgs) -> Result<u8> {
     let repo = s.open().await?;
     let cat = s.catalog().await;
     let view = backup_core::service::status::status_view(
-        cat.as_ref().map(|c| &**c as &dyn Catalog).map_err(|e| format!("{e:#}")),
+        cat.as_ref()
+            .map(|c| &**c as &dyn Catalog)
+            .map_err(|e| format!("{e:#}")),
         &repo,
         &s.config,
         &only,
@@ -303,7 +320,11 @@ pub async fn status(s: &Settings, a: StatusArgs) -> Result<u8> {
 }
 
 /// Prints a status view (local or from the server's `GET /api/v1/backup/status`).
-pub fn print_status(v: &backup_core::service::status::StatusView, verbose: bool, json: bool) -> Result<()> {
+pub fn print_status(
+    v: &backup_core::service::status::StatusView,
+    verbose: bool,
+    json: bool,
+) -> Result<()> {
     if let Some(e) = &v.catalog_error {
         eprintln!("warning: catalog unavailable, health not shown: {e}");
     }
@@ -323,7 +344,13 @@ pub fn print_status(v: &backup_core::service::status::StatusView, verbose: bool,
         let active = v.active_jobs.clone().unwrap_or_default();
         println!("active jobs      {}", active.len());
         for j in &active {
-            println!("  {} {} {} {}", &j.id.to_string()[..8], j.status.as_str(), j.job_type, j.target_identifier);
+            println!(
+                "  {} {} {} {}",
+                &j.id.to_string()[..8],
+                j.status.as_str(),
+                j.job_type,
+                j.target_identifier
+            );
         }
         let targets = v.targets.clone().unwrap_or_default();
         if !targets.is_empty() {
@@ -359,7 +386,16 @@ pub fn print_status(v: &backup_core::service::status::StatusView, verbose: bool,
 }
 
 fn print_jobs(jobs: &[Job]) {
-    let mut t = table(&["job", "type", "target", "status", "started", "size", "retries", "snapshot / error"]);
+    let mut t = table(&[
+        "job",
+        "type",
+        "target",
+        "status",
+        "started",
+        "size",
+        "retries",
+        "snapshot / error",
+    ]);
     for j in jobs {
         t.add_row(vec![
             j.id.to_string()[..8].to_string(),
@@ -367,7 +403,9 @@ fn print_jobs(jobs: &[Job]) {
             j.target_identifier.clone(),
             j.status.as_str().into(),
             time(j.started_at),
-            j.size_bytes.map(|b| size(b.max(0) as u64)).unwrap_or_default(),
+            j.size_bytes
+                .map(|b| size(b.max(0) as u64))
+                .unwrap_or_default(),
             j.retry_count.to_string(),
             match (&j.storage_path, &j.error) {
                 (Some(p), _) => p[..8.min(p.len())].to_string(),
@@ -494,7 +532,14 @@ pub async fn restore_point(s: &Settings, c: RestorePointCommand) -> Result<u8> {
             if s.json {
                 print_json(&list)?;
             } else {
-                let mut t = table(&["name", "created", "snapshots", "verified", "verification date", "description"]);
+                let mut t = table(&[
+                    "name",
+                    "created",
+                    "snapshots",
+                    "verified",
+                    "verification date",
+                    "description",
+                ]);
                 for r in list {
                     t.add_row(vec![
                         r.name,
@@ -515,8 +560,14 @@ pub async fn restore_point(s: &Settings, c: RestorePointCommand) -> Result<u8> {
         RestorePointCommand::Delete(n) => {
             let rp = cat.get_restore_point(&n.name).await?;
             cat.delete_restore_point(rp.id).await?;
-            cat.audit(catalog::AuditEntry::new(Utc::now(), &s.actor(), "restore_point.delete", rp.name.clone(), json!({"id": rp.id})))
-                .await?;
+            cat.audit(catalog::AuditEntry::new(
+                Utc::now(),
+                &s.actor(),
+                "restore_point.delete",
+                rp.name.clone(),
+                json!({"id": rp.id}),
+            ))
+            .await?;
             if s.json {
                 print_json(&json!({"deleted": rp.name}))?;
             } else {
@@ -541,16 +592,21 @@ pub async fn restore_point(s: &Settings, c: RestorePointCommand) -> Result<u8> {
                         .unwrap_or(t.clone());
                     let newest = snaps
                         .iter()
-                        .filter(|x| x.targets.iter().any(|y| *y == want))
+                        .filter(|x| x.targets.contains(&want))
                         .max_by_key(|x| x.time)
                         .with_context(|| format!("no snapshot of target {t}"))?;
                     ids.push(newest.id.to_hex());
                 }
             }
             ids.dedup();
-            let rp =
-                catalog::create_restore_point(&*cat, &a.name, ids, a.description.clone(), &s.actor())
-                    .await?;
+            let rp = catalog::create_restore_point(
+                &*cat,
+                &a.name,
+                ids,
+                a.description.clone(),
+                &s.actor(),
+            )
+            .await?;
             if s.json {
                 print_json(&rp)?;
             } else {
@@ -615,13 +671,27 @@ pub async fn record_finish(
 
 /// `event NAME --payload JSON`: queues the backups a consumed event asks for.
 pub async fn event(s: &Settings, a: crate::cli::EventArgs) -> Result<u8> {
-    let payload: serde_json::Value = serde_json::from_str(&a.payload).context("--payload: not JSON")?;
+    let payload: serde_json::Value =
+        serde_json::from_str(&a.payload).context("--payload: not JSON")?;
     let cat = s.catalog().await?;
     let repo = s.open().await?;
     let bus = EventBus::from_config(&s.config, &*cat)?;
-    let b = CronScheduler::new(cat, repo, s.config.clone(), bus, Arc::new(SystemClock), SchedulerOptions::from_config(&s.config));
+    let b = CronScheduler::new(
+        cat,
+        repo,
+        s.config.clone(),
+        bus,
+        Arc::new(SystemClock),
+        SchedulerOptions::from_config(&s.config),
+    );
     let jobs = b
-        .handle_event(&backup_core::events::IncomingEvent { event: a.event.clone(), payload }, &s.actor())
+        .handle_event(
+            &backup_core::events::IncomingEvent {
+                event: a.event.clone(),
+                payload,
+            },
+            &s.actor(),
+        )
         .await?;
     print_json(&json!({"event": a.event, "accepted": true,
         "job_ids": jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
@@ -634,6 +704,9 @@ pub async fn metrics(s: &Settings) -> Result<u8> {
     let cat = s.catalog().await?;
     let opts = HealthOptions::from_config(&s.config);
     let h = health::health(&*cat, None, &opts, Utc::now()).await?;
-    print!("{}", backup_core::service::metrics::render(&*cat, &h).await?);
+    print!(
+        "{}",
+        backup_core::service::metrics::render(&*cat, &h).await?
+    );
     Ok(0)
 }

@@ -93,10 +93,12 @@ impl Settings {
     /// names one, else the embedded catalog (DBM_CATALOG_DIR, `catalog_dir:`, default
     /// ~/.local/share/data-backup-manager).
     pub async fn catalog(&self) -> Result<Arc<dyn backup_core::catalog::Catalog>> {
-        Ok(backup_core::catalog::open(&backup_core::catalog::CatalogOptions::from_config(
-            &self.config,
-        ))
-        .await?)
+        Ok(
+            backup_core::catalog::open(&backup_core::catalog::CatalogOptions::from_config(
+                &self.config,
+            ))
+            .await?,
+        )
     }
 
     /// Who is asking, for the audit log: `cli:<user>`.

@@ -277,11 +277,7 @@ impl Config {
     /// target, anything else is returned as written (split at commas).
     pub fn expand_target(&self, name: &str) -> Vec<String> {
         if name == "all" {
-            return self
-                .targets
-                .values()
-                .flat_map(|v| split_specs(v))
-                .collect();
+            return self.targets.values().flat_map(|v| split_specs(v)).collect();
         }
         match self.targets.get(name) {
             Some(v) => split_specs(v),

@@ -210,16 +210,35 @@ pub async fn health(
             Some(t) => {
                 let age = now - t;
                 if age > rpo * 3 {
-                    add(HealthStatus::Critical, "rpo", format!("target {name}: last successful backup {} hours ago (RPO {} h)", age.num_hours(), rpo.num_hours()), &mut level);
+                    add(
+                        HealthStatus::Critical,
+                        "rpo",
+                        format!(
+                            "target {name}: last successful backup {} hours ago (RPO {} h)",
+                            age.num_hours(),
+                            rpo.num_hours()
+                        ),
+                        &mut level,
+                    );
                 } else if age > rpo {
                     add(HealthStatus::Degraded, "rpo", format!("target {name}: last successful backup {} minutes ago, past the RPO of {} h", age.num_minutes(), rpo.num_hours()), &mut level);
                 }
             }
         }
         if s.failures_24h >= opts.critical_failures {
-            add(HealthStatus::Critical, "failures", format!("target {name}: {} failed backups in 24 h", s.failures_24h), &mut level);
+            add(
+                HealthStatus::Critical,
+                "failures",
+                format!("target {name}: {} failed backups in 24 h", s.failures_24h),
+                &mut level,
+            );
         } else if s.failures_24h > 0 {
-            add(HealthStatus::Degraded, "failures", format!("target {name}: {} failed backup(s) in 24 h", s.failures_24h), &mut level);
+            add(
+                HealthStatus::Degraded,
+                "failures",
+                format!("target {name}: {} failed backup(s) in 24 h", s.failures_24h),
+                &mut level,
+            );
         }
         targets.push(TargetHealth {
             age_secs: s.last_success.map(|t| (now - t).num_seconds()),
@@ -236,7 +255,12 @@ pub async fn health(
         .iter()
         .filter(|r| r.drill && r.completed_at.is_some())
         .max_by_key(|r| r.completed_at)
-        .map(|r| (r.completed_at.unwrap_or(r.created_at), r.status == JobStatus::Completed));
+        .map(|r| {
+            (
+                r.completed_at.unwrap_or(r.created_at),
+                r.status == JobStatus::Completed,
+            )
+        });
     match last_drill {
         Some((_, false)) => reasons.push(HealthReason {
             level: HealthStatus::Critical,
@@ -249,11 +273,11 @@ pub async fn health(
             message: format!("no restore drill since {}", at.format("%Y-%m-%d")),
         }),
         None => {
-            let has_drill_schedule = catalog
-                .list_schedules()
-                .await?
-                .iter()
-                .any(|s| s.enabled && s.action == ScheduleAction::RestoreDrill && s.created_at < now - opts.drill_max_age);
+            let has_drill_schedule = catalog.list_schedules().await?.iter().any(|s| {
+                s.enabled
+                    && s.action == ScheduleAction::RestoreDrill
+                    && s.created_at < now - opts.drill_max_age
+            });
             if has_drill_schedule {
                 reasons.push(HealthReason {
                     level: HealthStatus::Degraded,
@@ -265,11 +289,7 @@ pub async fn health(
         _ => {}
     }
     let mut storage = StorageUsage::default();
-    if let Some((free, total)) = opts
-        .local_repository
-        .as_deref()
-        .and_then(filesystem_space)
-    {
+    if let Some((free, total)) = opts.local_repository.as_deref().and_then(filesystem_space) {
         let used_pct = if total > 0 {
             100.0 * (total - free.min(total)) as f64 / total as f64
         } else {

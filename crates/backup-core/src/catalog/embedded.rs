@@ -403,7 +403,7 @@ impl Catalog for EmbeddedCatalog {
     async fn list_restore_points(&self) -> Result<Vec<RestorePoint>> {
         self.run(false, |d| {
             let mut v = d.restore_points.clone();
-            v.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            v.sort_by_key(|x| std::cmp::Reverse(x.created_at));
             Ok(v)
         })
         .await
@@ -456,7 +456,7 @@ impl Catalog for EmbeddedCatalog {
     async fn list_restore_jobs(&self, limit: usize) -> Result<Vec<RestoreJob>> {
         self.run(false, move |d| {
             let mut v = d.restore_jobs.clone();
-            v.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            v.sort_by_key(|x| std::cmp::Reverse(x.created_at));
             v.truncate(limit);
             Ok(v)
         })

@@ -596,7 +596,11 @@ pub struct RebuildReport {
 /// Repopulates the catalog from the repository: each snapshot without a completed job naming
 /// it (`storage_path`) gets one, with type, target, times, size, ratio and tree id taken from
 /// the manifest. Existing jobs are not changed.
-pub async fn rebuild(catalog: &dyn Catalog, repo: &Repository, actor: &str) -> Result<RebuildReport> {
+pub async fn rebuild(
+    catalog: &dyn Catalog,
+    repo: &Repository,
+    actor: &str,
+) -> Result<RebuildReport> {
     let snaps = repo.snapshots().await?;
     let jobs = catalog
         .list_jobs(&JobFilter {
@@ -635,7 +639,11 @@ pub async fn rebuild(catalog: &dyn Catalog, repo: &Repository, actor: &str) -> R
 /// A completed job describing snapshot `s` (used by [`rebuild`]).
 pub fn job_from_snapshot(s: &crate::Snapshot) -> Job {
     let target_id = s.targets.first().cloned().unwrap_or_else(|| {
-        format!("{}:{}", s.target_kind, s.paths.first().cloned().unwrap_or_default())
+        format!(
+            "{}:{}",
+            s.target_kind,
+            s.paths.first().cloned().unwrap_or_default()
+        )
     });
     let mut job = Job::new(
         match s.backup_type {
@@ -743,7 +751,9 @@ pub async fn create_restore_point(
 }
 
 /// Snapshot ids (hex) named by any restore point: retention keeps them.
-pub async fn protected_snapshots(catalog: &dyn Catalog) -> Result<std::collections::HashSet<String>> {
+pub async fn protected_snapshots(
+    catalog: &dyn Catalog,
+) -> Result<std::collections::HashSet<String>> {
     Ok(catalog
         .list_restore_points()
         .await?
@@ -785,19 +795,15 @@ pub async fn target_summaries(
                 ..Default::default()
             });
         match j.status {
-            JobStatus::Completed => {
-                if j.completed_at > t.last_success {
-                    t.last_success = j.completed_at;
-                    t.last_snapshot = j.storage_path.clone();
-                }
+            JobStatus::Completed if j.completed_at > t.last_success => {
+                t.last_success = j.completed_at;
+                t.last_snapshot = j.storage_path.clone();
             }
-            JobStatus::Failed => {
-                if j
-                    .completed_at
-                    .is_some_and(|c| c >= now - chrono::Duration::hours(24))
-                {
-                    t.failures_24h += 1;
-                }
+            JobStatus::Failed
+                if j.completed_at
+                    .is_some_and(|c| c >= now - chrono::Duration::hours(24)) =>
+            {
+                t.failures_24h += 1;
             }
             _ => {}
         }

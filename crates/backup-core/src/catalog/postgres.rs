@@ -199,10 +199,7 @@ impl PgCatalog {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| db_err(&self.location, e))
+        self.pool.get().await.map_err(|e| db_err(&self.location, e))
     }
 
     /// Applies `schema.sql` under the advisory lock. Idempotent.

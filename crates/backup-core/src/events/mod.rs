@@ -167,8 +167,8 @@ impl EventSink for LogSink {
 
 /// `sha256=<hex>` of HMAC-SHA256(`secret`, `body`).
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -181,8 +181,8 @@ pub fn verify_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
     let Ok(sig) = hex::decode(h) else {
         return false;
     };
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(body);
     mac.verify_slice(&sig).is_ok()
 }
@@ -434,7 +434,10 @@ mod tests {
             event: "scenario.deployed".into(),
             payload: json!({"scenario": "app"}),
         };
-        assert_eq!(e.to_targets(&cfg).unwrap().0, vec!["files:/srv/scenarios/app"]);
+        assert_eq!(
+            e.to_targets(&cfg).unwrap().0,
+            vec!["files:/srv/scenarios/app"]
+        );
         let e = IncomingEvent {
             event: "postgres.schema_updated".into(),
             payload: json!({"database": "shop"}),

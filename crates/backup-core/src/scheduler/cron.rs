@@ -68,7 +68,10 @@ fn normalize_dow(field: &str, expr: &str) -> Result<String> {
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => (
                 r,
-                Some(s.parse::<u32>().map_err(|_| bad(expr, format!("bad step {s:?}")))?),
+                Some(
+                    s.parse::<u32>()
+                        .map_err(|_| bad(expr, format!("bad step {s:?}")))?,
+                ),
             ),
             None => (item, None),
         };

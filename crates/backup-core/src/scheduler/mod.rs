@@ -210,7 +210,12 @@ pub trait Scheduler: Send + Sync {
     /// Errors: [`Error::InvalidInput`], [`Error::Conflict`] (name taken).
     async fn create_schedule(&self, new: NewSchedule, who: &str) -> Result<Schedule>;
     /// Changes a schedule (by name or id); recomputes `next_run`.
-    async fn update_schedule(&self, name_or_id: &str, patch: SchedulePatch, who: &str) -> Result<Schedule>;
+    async fn update_schedule(
+        &self,
+        name_or_id: &str,
+        patch: SchedulePatch,
+        who: &str,
+    ) -> Result<Schedule>;
     /// Deletes a schedule (its jobs stay).
     async fn delete_schedule(&self, name_or_id: &str, who: &str) -> Result<()>;
     /// Enables or disables a schedule (a disabled one has no `next_run`).
@@ -308,7 +313,13 @@ impl CronScheduler {
         self.clock.now()
     }
 
-    async fn audit(&self, who: &str, action: &str, object: impl Into<String>, details: serde_json::Value) {
+    async fn audit(
+        &self,
+        who: &str,
+        action: &str,
+        object: impl Into<String>,
+        details: serde_json::Value,
+    ) {
         let e = AuditEntry::new(self.now(), who, action, object, details);
         if let Err(err) = self.catalog.audit(e).await {
             tracing::warn!("audit log: {err}");
@@ -393,7 +404,8 @@ impl CronScheduler {
                         && n.backup_type.is_none_or(|t| t == old.backup_type)
                         && n.enabled.is_none_or(|e| e == old.enabled);
                     if !unchanged {
-                        self.update_schedule(&old.id.to_string(), patch, "config").await?;
+                        self.update_schedule(&old.id.to_string(), patch, "config")
+                            .await?;
                     }
                 }
                 Some(_) => {}
@@ -408,7 +420,11 @@ impl CronScheduler {
 
     /// The schedule CRUD part of this scheduler.
     pub fn book(&self) -> ScheduleBook {
-        ScheduleBook::new(self.catalog.clone(), self.config.clone(), self.clock.clone())
+        ScheduleBook::new(
+            self.catalog.clone(),
+            self.config.clone(),
+            self.clock.clone(),
+        )
     }
 
     /// Runs jobs until none is claimable; at most `concurrency` at once (shared with other
@@ -498,7 +514,10 @@ impl CronScheduler {
             let why = if dead_here {
                 format!("interrupted: worker {owner} is no longer running")
             } else {
-                format!("interrupted: worker {owner} sent no heartbeat since {}", job.heartbeat_at.map(|t| t.to_rfc3339()).unwrap_or_default())
+                format!(
+                    "interrupted: worker {owner} sent no heartbeat since {}",
+                    job.heartbeat_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                )
             };
             let mut j = job.clone();
             j.error = Some(why.clone());
@@ -519,11 +538,26 @@ impl CronScheduler {
                 .update_job_if(&j, JobStatus::Running, job.owner.as_deref())
                 .await?
             {
-                tracing::warn!("job {} ({}) {why}; {}", j.id, j.target_identifier, if retry { "queued again" } else { "no retries left" });
+                tracing::warn!(
+                    "job {} ({}) {why}; {}",
+                    j.id,
+                    j.target_identifier,
+                    if retry {
+                        "queued again"
+                    } else {
+                        "no retries left"
+                    }
+                );
                 let mut failed = j.clone();
                 failed.status = JobStatus::Failed;
                 self.events.publish(Event::job_failed(&failed, now, retry));
-                self.audit(&self.opts.actor, "job.recovered", j.id.to_string(), json!({"error": why, "retry": retry})).await;
+                self.audit(
+                    &self.opts.actor,
+                    "job.recovered",
+                    j.id.to_string(),
+                    json!({"error": why, "retry": retry}),
+                )
+                .await;
                 out.push(j.id);
             }
         }
@@ -591,7 +625,12 @@ impl CronScheduler {
         Ok((fired, queued))
     }
 
-    async fn queue(&self, req: JobRequest, who: &str, schedule: Option<&Schedule>) -> Result<Vec<Job>> {
+    async fn queue(
+        &self,
+        req: JobRequest,
+        who: &str,
+        schedule: Option<&Schedule>,
+    ) -> Result<Vec<Job>> {
         let specs = self.validate_targets(&req.targets)?;
         let now = self.now();
         let mut jobs = Vec::new();
@@ -688,7 +727,13 @@ impl CronScheduler {
         match &result {
             Ok(_) => {
                 self.events.publish(Event::job_completed(&job, now));
-                self.audit(&job.requested_by.clone(), "backup", job.id.to_string(), json!({"target": job.target_identifier, "snapshot": job.storage_path})).await;
+                self.audit(
+                    &job.requested_by.clone(),
+                    "backup",
+                    job.id.to_string(),
+                    json!({"target": job.target_identifier, "snapshot": job.storage_path}),
+                )
+                .await;
                 if let Err(e) = self.apply_retention(&job).await {
                     tracing::warn!("retention after job {}: {e}", job.id);
                 }
@@ -704,7 +749,13 @@ impl CronScheduler {
                     );
                 } else {
                     self.events.publish(Event::job_failed(&job, now, false));
-                    self.audit(&job.requested_by.clone(), "backup", job.id.to_string(), json!({"target": job.target_identifier, "error": job.error})).await;
+                    self.audit(
+                        &job.requested_by.clone(),
+                        "backup",
+                        job.id.to_string(),
+                        json!({"target": job.target_identifier, "error": job.error}),
+                    )
+                    .await;
                 }
             }
         }
@@ -828,11 +879,23 @@ impl CronScheduler {
             job.target_identifier,
             removed.len()
         );
-        self.audit(&self.opts.actor, "forget", job.target_identifier.clone(), json!({"snapshots": removed, "schedule": schedule.name})).await;
+        self.audit(
+            &self.opts.actor,
+            "forget",
+            job.target_identifier.clone(),
+            json!({"snapshots": removed, "schedule": schedule.name}),
+        )
+        .await;
         self.mark_forgotten(&removed, now).await;
         match prune::prune(&self.repo, &prune::PruneOptions::default(), &NoProgress).await {
             Ok(r) => {
-                self.audit(&self.opts.actor, "prune", self.repo.store().location(), serde_json::to_value(&r).unwrap_or_default()).await;
+                self.audit(
+                    &self.opts.actor,
+                    "prune",
+                    self.repo.store().location(),
+                    serde_json::to_value(&r).unwrap_or_default(),
+                )
+                .await;
             }
             Err(e) if e.kind() == ErrorKind::Locked => {
                 tracing::info!("prune deferred: the repository is in use ({e})");
@@ -874,7 +937,9 @@ impl CronScheduler {
     pub async fn restore_drill(&self, targets: &[String], who: &str) -> Result<RestoreJob> {
         let now = self.now();
         let snaps = self.repo.snapshots().await?;
-        let wanted: Option<HashSet<Vec<String>>> = if targets.is_empty() || targets.iter().any(|t| t == "all") && self.config.targets.is_empty() {
+        let wanted: Option<HashSet<Vec<String>>> = if targets.is_empty()
+            || targets.iter().any(|t| t == "all") && self.config.targets.is_empty()
+        {
             None
         } else {
             Some(
@@ -944,7 +1009,11 @@ impl CronScheduler {
         }
         let done = self.now();
         let ok = errors.is_empty();
-        rj.status = if ok { JobStatus::Completed } else { JobStatus::Failed };
+        rj.status = if ok {
+            JobStatus::Completed
+        } else {
+            JobStatus::Failed
+        };
         rj.completed_at = Some(done);
         rj.error = (!ok).then(|| errors.join("; "));
         rj.metadata = json!({"results": results});
@@ -991,20 +1060,42 @@ impl CronScheduler {
         rj.restore_point_id = Some(rp.id);
         self.catalog.update_restore_job(&rj).await?;
         self.events.publish(Event::restore_completed(&rj, done));
-        self.audit(who, "verify", rj.id.to_string(), json!({"drill": true, "ok": ok, "snapshots": rj.snapshot_ids})).await;
+        self.audit(
+            who,
+            "verify",
+            rj.id.to_string(),
+            json!({"drill": true, "ok": ok, "snapshots": rj.snapshot_ids}),
+        )
+        .await;
         Ok(rj)
     }
 
     /// Runs passes until `shutdown` resolves: recovery, firing, running jobs, a health check
     /// (state changes are published), then a pause of `poll_every`. On shutdown no new job is
     /// claimed; running jobs finish, then pending event deliveries are flushed.
-    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<()> {
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<()> {
         let me = self.clone();
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(async move {
+            // Jobs run in the background so that schedules keep firing while long backups run.
+            let mut runner: Option<tokio::task::JoinHandle<()>> = None;
             loop {
-                if let Err(e) = me.tick().await {
-                    tracing::warn!("scheduler pass: {e}");
+                if let Err(e) = me.recover().await {
+                    tracing::warn!("scheduler recovery: {e}");
+                }
+                if let Err(e) = me.fire_due().await {
+                    tracing::warn!("scheduler: firing schedules: {e}");
+                }
+                if runner.as_ref().is_none_or(|h| h.is_finished()) {
+                    let r = me.clone();
+                    runner = Some(tokio::spawn(async move {
+                        if let Err(e) = r.run_pending().await {
+                            tracing::warn!("scheduler: running jobs: {e}");
+                        }
+                    }));
                 }
                 me.check_health().await;
                 tokio::select! {
@@ -1014,6 +1105,9 @@ impl CronScheduler {
                 if *stop_rx.borrow() {
                     break;
                 }
+            }
+            if let Some(r) = runner {
+                let _ = r.await;
             }
         });
         shutdown.await;
@@ -1046,6 +1140,193 @@ impl CronScheduler {
     }
 }
 
+/// A restore request (PRD `POST /api/v1/restore/create`).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct RestoreRequest {
+    /// Restore every snapshot of this restore point (name or id)…
+    #[serde(default)]
+    pub restore_point_id: Option<String>,
+    /// …or the snapshot of this backup job.
+    #[serde(default)]
+    pub backup_job_id: Option<Uuid>,
+    /// Only snapshots of these targets (specs or config names); empty = all.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Absolute folder to restore into (source `/a/b` lands at `<destination>/a/b`).
+    /// Required unless `in_place`.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// Restore over the original paths (destination `/`, replacing what is there).
+    #[serde(default)]
+    pub in_place: bool,
+    /// PRD `verify_before_restore`: read back every file of each snapshot first and refuse
+    /// to restore a damaged one.
+    #[serde(default)]
+    pub verify_before_restore: bool,
+}
+
+impl CronScheduler {
+    /// Validates `req`, resolves its snapshots and stores a `pending` restore job (the PRD's
+    /// API answers with its id at once). Run it with [`CronScheduler::run_restore`].
+    /// Errors: [`Error::InvalidInput`], [`Error::NotFound`], [`Error::SnapshotNotFound`].
+    pub async fn create_restore(&self, req: &RestoreRequest, who: &str) -> Result<RestoreJob> {
+        let (rp, job) = match (&req.restore_point_id, req.backup_job_id) {
+            (Some(r), None) => (Some(self.catalog.get_restore_point(r).await?), None),
+            (None, Some(j)) => (None, Some(self.catalog.get_job(j).await?)),
+            _ => {
+                return Err(Error::InvalidInput(
+                    "give restore_point_id or backup_job_id (one of them)".into(),
+                ))
+            }
+        };
+        let destination =
+            match (&req.destination, req.in_place) {
+                (Some(d), false) if d.starts_with('/') => d.clone(),
+                (None, true) => "/".to_string(),
+                (Some(_), true) => {
+                    return Err(Error::InvalidInput(
+                        "give destination or in_place, not both".into(),
+                    ))
+                }
+                (Some(d), false) => {
+                    return Err(Error::InvalidInput(format!(
+                        "destination {d:?} must be an absolute path"
+                    )))
+                }
+                (None, false) => return Err(Error::InvalidInput(
+                    "give a destination folder (or in_place to restore over the original paths)"
+                        .into(),
+                )),
+            };
+        let ids: Vec<String> = match (&rp, &job) {
+            (Some(rp), _) => rp.snapshot_ids.clone(),
+            (_, Some(j)) => match (&j.storage_path, j.status) {
+                (Some(p), JobStatus::Completed) => vec![p.clone()],
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "job {} has no snapshot (status {})",
+                        j.id,
+                        j.status.as_str()
+                    )))
+                }
+            },
+            _ => Vec::new(),
+        };
+        let want: Option<HashSet<String>> = (!req.targets.is_empty()).then(|| {
+            spec_key(&self.config.expand_targets(&req.targets))
+                .into_iter()
+                .collect()
+        });
+        let mut targets = Vec::new();
+        let mut kept = Vec::new();
+        for id in ids {
+            let snap = self.repo.find_snapshot(&id).await?;
+            if want
+                .as_ref()
+                .is_some_and(|w| !spec_key(&snap.targets).iter().any(|k| w.contains(k)))
+            {
+                continue;
+            }
+            targets.extend(snap.targets.clone());
+            kept.push(snap.id.to_hex());
+        }
+        if kept.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "no snapshot matches targets {:?}",
+                req.targets
+            )));
+        }
+        let rj = RestoreJob {
+            id: Uuid::new_v4(),
+            restore_point_id: rp.map(|r| r.id),
+            backup_job_id: job.map(|j| j.id),
+            snapshot_ids: kept,
+            targets,
+            destination: Some(destination),
+            status: JobStatus::Pending,
+            drill: false,
+            created_at: self.now(),
+            started_at: None,
+            completed_at: None,
+            error: None,
+            requested_by: who.into(),
+            metadata: json!({"verify_before_restore": req.verify_before_restore, "in_place": req.in_place}),
+        };
+        self.catalog.insert_restore_job(&rj).await?;
+        Ok(rj)
+    }
+
+    /// Runs a restore job made by [`CronScheduler::create_restore`]: optional verification
+    /// first, then each snapshot is restored with verification (replacing existing entries
+    /// only in place); the job is stored as completed or failed, `restore.completed` is
+    /// published and the audit log written (`restore`).
+    pub async fn run_restore(&self, mut rj: RestoreJob) -> Result<RestoreJob> {
+        rj.status = JobStatus::Running;
+        rj.started_at = Some(self.now());
+        self.catalog.update_restore_job(&rj).await?;
+        let verify_first = rj.metadata["verify_before_restore"]
+            .as_bool()
+            .unwrap_or(false);
+        let in_place = rj.metadata["in_place"].as_bool().unwrap_or(false);
+        let dest = PathBuf::from(rj.destination.clone().unwrap_or_default());
+        let mut results = Vec::new();
+        let mut errors = Vec::new();
+        for id in rj.snapshot_ids.clone() {
+            let r: Result<serde_json::Value> = async {
+                let snap = self.repo.find_snapshot(&id).await?;
+                if verify_first {
+                    let v = crate::engine::check::verify(&self.repo, &snap, &NoProgress).await?;
+                    if !v.ok {
+                        return Err(Error::Corrupt {
+                            object: format!("snapshot {}", snap.id.short()),
+                            reason: format!(
+                                "verification found {} damaged file(s); not restored",
+                                v.errors.len()
+                            ),
+                        });
+                    }
+                }
+                let mut o = restore::RestoreOptions::new(&dest);
+                o.verify = true;
+                o.overwrite = in_place;
+                let sum = restore::restore(&self.repo, &snap, &o, &NoProgress)
+                    .await?
+                    .into_result()?;
+                Ok(json!({"snapshot": id, "ok": true, "files": sum.files,
+                          "bytes": sum.bytes_written, "files_verified": sum.files_verified}))
+            }
+            .await;
+            match r {
+                Ok(v) => results.push(v),
+                Err(e) => {
+                    errors.push(format!("snapshot {}: {e}", &id[..8.min(id.len())]));
+                    results.push(json!({"snapshot": id, "ok": false, "error": e.to_string()}));
+                }
+            }
+        }
+        let done = self.now();
+        rj.status = if errors.is_empty() {
+            JobStatus::Completed
+        } else {
+            JobStatus::Failed
+        };
+        rj.completed_at = Some(done);
+        rj.error = (!errors.is_empty()).then(|| errors.join("; "));
+        rj.metadata["results"] = json!(results);
+        self.catalog.update_restore_job(&rj).await?;
+        self.events.publish(Event::restore_completed(&rj, done));
+        let who = rj.requested_by.clone();
+        self.audit(
+            &who,
+            "restore",
+            rj.id.to_string(),
+            json!({"snapshots": rj.snapshot_ids, "destination": rj.destination, "ok": errors.is_empty()}),
+        )
+        .await;
+        Ok(rj)
+    }
+}
+
 /// Name of the restore point the restore drill records its result on.
 pub const DRILL_RESTORE_POINT: &str = "restore-drill";
 
@@ -1054,7 +1335,11 @@ fn push_attempt(job: &mut Job, at: DateTime<Utc>, error: &str) {
         job.metadata = json!({});
     }
     let entry = json!({"at": at, "error": error});
-    match job.metadata.get_mut("attempt_errors").and_then(|v| v.as_array_mut()) {
+    match job
+        .metadata
+        .get_mut("attempt_errors")
+        .and_then(|v| v.as_array_mut())
+    {
         Some(a) => a.push(entry),
         None => job.metadata["attempt_errors"] = json!([entry]),
     }
@@ -1178,7 +1463,13 @@ impl ScheduleBook {
         self.clock.now()
     }
 
-    async fn audit(&self, who: &str, action: &str, object: impl Into<String>, details: serde_json::Value) {
+    async fn audit(
+        &self,
+        who: &str,
+        action: &str,
+        object: impl Into<String>,
+        details: serde_json::Value,
+    ) {
         let e = AuditEntry::new(self.now(), who, action, object, details);
         if let Err(err) = self.catalog.audit(e).await {
             tracing::warn!("audit log: {err}");
@@ -1201,8 +1492,12 @@ impl ScheduleBook {
         }
         let tz = n.timezone.clone().unwrap_or_else(|| "UTC".into());
         let expr = CronExpr::parse_in(&n.cron_expression, &tz)?;
-        if n.retention_days.is_some_and(|d| d < 0 || d as u32 > backup::MAX_RETENTION_DAYS) {
-            return Err(Error::InvalidInput("retention days must be between 0 and 36500".into()));
+        if n.retention_days
+            .is_some_and(|d| d < 0 || d as u32 > backup::MAX_RETENTION_DAYS)
+        {
+            return Err(Error::InvalidInput(
+                "retention days must be between 0 and 36500".into(),
+            ));
         }
         let action = n.action.unwrap_or_default();
         if action == ScheduleAction::Backup {
@@ -1227,12 +1522,23 @@ impl ScheduleBook {
             created_at: now,
         };
         self.catalog.insert_schedule(&s).await?;
-        self.audit(who, "schedule.create", s.name.clone(), serde_json::to_value(&s).unwrap_or_default()).await;
+        self.audit(
+            who,
+            "schedule.create",
+            s.name.clone(),
+            serde_json::to_value(&s).unwrap_or_default(),
+        )
+        .await;
         Ok(s)
     }
 
     /// See [`Scheduler::update_schedule`].
-    pub async fn update_schedule(&self, key: &str, p: SchedulePatch, who: &str) -> Result<Schedule> {
+    pub async fn update_schedule(
+        &self,
+        key: &str,
+        p: SchedulePatch,
+        who: &str,
+    ) -> Result<Schedule> {
         let mut s = self.catalog.get_schedule(key).await?;
         let details = serde_json::to_value(&p).unwrap_or_default();
         apply_patch(&mut s, p);
@@ -1240,9 +1546,14 @@ impl ScheduleBook {
         if s.action == ScheduleAction::Backup {
             self.validate_targets(&s.targets)?;
         }
-        s.next_run = if s.enabled { expr.next_after(self.now()) } else { None };
+        s.next_run = if s.enabled {
+            expr.next_after(self.now())
+        } else {
+            None
+        };
         self.catalog.update_schedule(&s).await?;
-        self.audit(who, "schedule.update", s.name.clone(), details).await;
+        self.audit(who, "schedule.update", s.name.clone(), details)
+            .await;
         Ok(s)
     }
 
@@ -1250,7 +1561,8 @@ impl ScheduleBook {
     pub async fn delete_schedule(&self, key: &str, who: &str) -> Result<()> {
         let s = self.catalog.get_schedule(key).await?;
         self.catalog.delete_schedule(s.id).await?;
-        self.audit(who, "schedule.delete", s.name.clone(), json!({"id": s.id})).await;
+        self.audit(who, "schedule.delete", s.name.clone(), json!({"id": s.id}))
+            .await;
         Ok(())
     }
 
@@ -1264,10 +1576,19 @@ impl ScheduleBook {
             None
         };
         self.catalog.update_schedule(&s).await?;
-        self.audit(who, if enabled { "schedule.enable" } else { "schedule.disable" }, s.name.clone(), json!({"id": s.id})).await;
+        self.audit(
+            who,
+            if enabled {
+                "schedule.enable"
+            } else {
+                "schedule.disable"
+            },
+            s.name.clone(),
+            json!({"id": s.id}),
+        )
+        .await;
         Ok(s)
     }
-
 }
 
 #[async_trait]
@@ -1360,7 +1681,11 @@ impl JobRecorder {
             job.metadata["description"] = json!(d);
         }
         catalog.insert_job(&job).await?;
-        let (cat, id, owner) = (catalog.clone(), job.id, job.owner.clone().unwrap_or_default());
+        let (cat, id, owner) = (
+            catalog.clone(),
+            job.id,
+            job.owner.clone().unwrap_or_default(),
+        );
         let heartbeat = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(SchedulerOptions::default().heartbeat_every).await;
@@ -1382,7 +1707,10 @@ impl JobRecorder {
     }
 
     /// Stores the outcome: completed with the snapshot's facts, or failed with the error.
-    pub async fn finish(self, outcome: std::result::Result<&crate::Snapshot, String>) -> Result<Job> {
+    pub async fn finish(
+        self,
+        outcome: std::result::Result<&crate::Snapshot, String>,
+    ) -> Result<Job> {
         self.heartbeat.abort();
         let mut job = self.job.clone();
         let owner = job.owner.clone();
