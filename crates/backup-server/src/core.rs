@@ -65,9 +65,10 @@ impl ServiceHealth {
     }
 }
 
+/// A computed status report, kept serialized: a cached answer costs no encoding.
 struct CachedStatus {
     at: Instant,
-    report: Arc<StatusView>,
+    json: bytes::Bytes,
 }
 
 /// The opened service.
@@ -83,6 +84,12 @@ pub struct Core {
     started: Instant,
     status: tokio::sync::RwLock<Option<CachedStatus>>,
     refreshing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn encode(v: &StatusView) -> R<bytes::Bytes> {
+    serde_json::to_vec(v)
+        .map(bytes::Bytes::from)
+        .map_err(|e| ApiError::internal(format!("encoding the status: {e}")))
 }
 
 /// The repository password: `DBM_PASSWORD`, else the config's `password_file` (first line).
@@ -282,7 +289,7 @@ impl Core {
         self: &Arc<Self>,
         ttl: Duration,
         q: crate::handlers::StatusQuery,
-    ) -> R<Arc<StatusView>> {
+    ) -> R<bytes::Bytes> {
         let only: Vec<String> = q
             .targets
             .as_deref()
@@ -299,16 +306,16 @@ impl Core {
         if only.is_empty() && !verbose {
             return self.status(ttl).await;
         }
-        Ok(Arc::new(self.compute_status(&only, verbose).await?))
+        encode(&self.compute_status(&only, verbose).await?)
     }
 
     /// `GET /api/v1/backup/status`: the PRD's status report. A report younger than `ttl` is
     /// reused; an older one is still answered at once while one request refreshes it in the
     /// background (so a slow catalog or repository never stalls every caller).
-    pub async fn status(self: &Arc<Self>, ttl: Duration) -> R<Arc<StatusView>> {
+    pub async fn status(self: &Arc<Self>, ttl: Duration) -> R<bytes::Bytes> {
         if let Some(c) = &*self.status.read().await {
             if c.at.elapsed() < ttl {
-                return Ok(c.report.clone());
+                return Ok(c.json.clone());
             }
             if !self
                 .refreshing
@@ -316,28 +323,31 @@ impl Core {
             {
                 let me = self.clone();
                 tokio::spawn(async move {
-                    if let Ok(r) = me.compute_status(&[], false).await {
-                        *me.status.write().await = Some(CachedStatus {
-                            at: Instant::now(),
-                            report: Arc::new(r),
-                        });
+                    match me.compute_status(&[], false).await.and_then(|r| encode(&r)) {
+                        Ok(json) => {
+                            *me.status.write().await = Some(CachedStatus {
+                                at: Instant::now(),
+                                json,
+                            })
+                        }
+                        Err(e) => tracing::warn!("refreshing the status: {}", e.message),
                     }
                     me.refreshing
                         .store(false, std::sync::atomic::Ordering::SeqCst);
                 });
             }
-            return Ok(c.report.clone());
+            return Ok(c.json.clone());
         }
         let mut slot = self.status.write().await;
         if let Some(c) = &*slot {
-            return Ok(c.report.clone());
+            return Ok(c.json.clone());
         }
-        let r = Arc::new(self.compute_status(&[], false).await?);
+        let json = encode(&self.compute_status(&[], false).await?)?;
         *slot = Some(CachedStatus {
             at: Instant::now(),
-            report: r.clone(),
+            json: json.clone(),
         });
-        Ok(r)
+        Ok(json)
     }
 
     /// Drops the cached status (after a change the caller wants to see at once).

@@ -42,9 +42,11 @@ pub async fn dispatch(app: &Arc<App>, h: Handler, ctx: Ctx) -> Result<Reply, Api
         }
         Handler::BackupStatus => {
             let q: StatusQuery = query(ctx.query.as_deref())?;
-            Ok(Reply::ok(
-                &*core.status_for(app.config.status_cache, q).await?,
-            ))
+            Ok(Reply {
+                status: StatusCode::OK,
+                content_type: "application/json",
+                body: core.status_for(app.config.status_cache, q).await?,
+            })
         }
         Handler::BackupList => {
             let q: ListQuery = query(ctx.query.as_deref())?;
