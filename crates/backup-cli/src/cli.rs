@@ -41,6 +41,10 @@ pub struct Global {
     /// Config file (default ~/.vrooli/data-backup-manager/config.yaml).
     #[arg(long, global = true, env = "DBM_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Remote mode: call the data-backup-manager API at this URL (e.g. http://localhost:20010)
+    /// instead of opening the repository; the token comes from DBM_API_TOKEN.
+    #[arg(long, global = true, env = "DBM_API_URL")]
+    pub api_url: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -101,6 +105,16 @@ pub enum Command {
     /// Manage restore points (named sets of snapshots kept by retention).
     #[command(subcommand)]
     RestorePoint(crate::cmd_schedule::RestorePointCommand),
+    /// Show a backup job of the catalog (JSON).
+    Job(IdArg),
+    /// Show a restore job of the catalog (JSON).
+    RestoreStatus(IdArg),
+    /// Send an event (scenario.deployed, postgres.schema_updated): queues the backups it asks for.
+    Event(EventArgs),
+    /// Print the metrics in the Prometheus text format.
+    Metrics,
+    /// Print the server's OpenAPI document.
+    ApiDoc,
     /// Show the version.
     Version,
     /// Archive one WAL file into the repository (PostgreSQL's archive_command: wal-push %p).
@@ -316,4 +330,19 @@ pub enum KeyCommand {
         /// Key id or unique prefix.
         id: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Id (UUID).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// Event name: scenario.deployed or postgres.schema_updated.
+    pub event: String,
+    /// Payload as JSON, e.g. '{"scenario": "my-app"}' or '{"database": "shop"}'.
+    #[arg(long, default_value = "{}")]
+    pub payload: String,
 }

@@ -160,12 +160,12 @@ pub struct RestorePointArgs {
     pub description: Option<String>,
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn time(t: Option<chrono::DateTime<Utc>>) -> String {
+pub(crate) fn time(t: Option<chrono::DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| "-".into())
 }
@@ -178,7 +178,7 @@ async fn book(s: &Settings) -> Result<ScheduleBook> {
     ))
 }
 
-fn print_schedules(list: &[Schedule]) {
+pub(crate) fn print_schedules(list: &[Schedule]) {
     let mut t = table(&[
         "name",
         "cron",
@@ -213,7 +213,7 @@ fn print_schedules(list: &[Schedule]) {
     println!("{t}");
 }
 
-fn keep(a: &ScheduleArgs) -> Option<KeepPolicy> {
+pub(crate) fn keep(a: &ScheduleArgs) -> Option<KeepPolicy> {
     let k = KeepPolicy {
         keep_last: a.keep_last,
         keep_daily: a.keep_daily,
@@ -303,53 +303,47 @@ pub async fn schedule(s: &Settings, c: ScheduleCommand) -> Result<u8> {
 pub async fn status(s: &Settings, a: StatusArgs) -> Result<u8> {
     let only = s.config.expand_targets(&a.targets);
     let repo = s.open().await?;
-    let repo_status = backup_core::engine::status::status(&repo).await?;
-    let report = match s.catalog().await {
-        Ok(cat) => {
-            let opts = HealthOptions::from_config(&s.config);
-            Some(health::status_report(&*cat, None, &opts, &only, s.verbose, Utc::now()).await?)
-        }
-        Err(e) => {
-            eprintln!("warning: catalog unavailable, health not shown: {e:#}");
-            None
-        }
-    };
-    let mut storage = report
-        .as_ref()
-        .map(|r| r.storage_usage.clone())
-        .unwrap_or_default();
-    storage.used_gb = repo_status.total_size as f64 / 1e9;
-    storage.compression_ratio = Some(repo_status.compression_ratio);
-    if s.json {
-        let mut v = serde_json::to_value(&repo_status)?;
-        if let (Some(r), serde_json::Value::Object(m)) = (&report, &mut v) {
-            m.insert("system_status".into(), json!(r.system_status));
-            m.insert("reasons".into(), json!(r.reasons));
-            m.insert("active_jobs".into(), json!(r.active_jobs));
-            m.insert(
-                "last_successful_backup".into(),
-                json!(r.last_successful_backup),
-            );
-            m.insert("targets".into(), json!(r.targets));
-            m.insert("catalog".into(), json!(r.catalog));
-            if s.verbose {
-                m.insert("recent_jobs".into(), json!(r.recent_jobs));
-            }
-        }
-        if let serde_json::Value::Object(m) = &mut v {
-            m.insert("storage_usage".into(), json!(storage));
-        }
-        print_json(&v)?;
-        return Ok(0);
+    let cat = s.catalog().await;
+    let view = backup_core::service::status::status_view(
+        cat.as_ref()
+            .map(|c| &**c as &dyn Catalog)
+            .map_err(|e| format!("{e:#}")),
+        &repo,
+        &s.config,
+        &only,
+        s.verbose,
+        Utc::now(),
+    )
+    .await?;
+    print_status(&view, s.verbose, s.json)?;
+    Ok(0)
+}
+
+/// Prints a status view (local or from the server's `GET /api/v1/backup/status`).
+pub fn print_status(
+    v: &backup_core::service::status::StatusView,
+    verbose: bool,
+    json: bool,
+) -> Result<()> {
+    if let Some(e) = &v.catalog_error {
+        eprintln!("warning: catalog unavailable, health not shown: {e}");
     }
-    if let Some(r) = &report {
-        println!("system status    {}", r.system_status.as_str());
-        for reason in &r.reasons {
+    if json {
+        return print_json(v);
+    }
+    let storage = &v.storage_usage;
+    if let Some(st) = v.system_status {
+        println!("system status    {}", st.as_str());
+        for reason in v.reasons.iter().flatten() {
             println!("  {:<9} {}", reason.level.as_str(), reason.message);
         }
-        println!("last successful  {}", time(r.last_successful_backup));
-        println!("active jobs      {}", r.active_jobs.len());
-        for j in &r.active_jobs {
+        println!(
+            "last successful  {}",
+            time(v.last_successful_backup.flatten())
+        );
+        let active = v.active_jobs.clone().unwrap_or_default();
+        println!("active jobs      {}", active.len());
+        for j in &active {
             println!(
                 "  {} {} {} {}",
                 &j.id.to_string()[..8],
@@ -358,9 +352,10 @@ pub async fn status(s: &Settings, a: StatusArgs) -> Result<u8> {
                 j.target_identifier
             );
         }
-        if !r.targets.is_empty() {
+        let targets = v.targets.clone().unwrap_or_default();
+        if !targets.is_empty() {
             let mut t = table(&["target", "status", "last success", "failures 24h"]);
-            for th in &r.targets {
+            for th in &targets {
                 t.add_row(vec![
                     th.target.clone(),
                     th.status.as_str().into(),
@@ -370,15 +365,15 @@ pub async fn status(s: &Settings, a: StatusArgs) -> Result<u8> {
             }
             println!("{t}");
         }
-        if s.verbose {
-            print_jobs(&r.recent_jobs);
+        if verbose {
+            print_jobs(v.recent_jobs.as_deref().unwrap_or_default());
         }
-        println!("catalog          {}", r.catalog);
+        println!("catalog          {}", v.catalog.clone().unwrap_or_default());
     }
     if let Some(avail) = storage.available_gb {
         println!(
             "storage          {} used, {:.1} GB available{}",
-            size(repo_status.total_size),
+            size(v.repo.total_size),
             avail,
             storage
                 .filesystem_used_percent
@@ -386,8 +381,8 @@ pub async fn status(s: &Settings, a: StatusArgs) -> Result<u8> {
                 .unwrap_or_default()
         );
     }
-    crate::commands::print_repo_status(&repo_status);
-    Ok(0)
+    crate::commands::print_repo_status(&v.repo);
+    Ok(())
 }
 
 fn print_jobs(jobs: &[Job]) {
@@ -672,4 +667,46 @@ pub async fn record_finish(
     if let Err(e) = rec.finish(outcome).await {
         eprintln!("warning: the backup's catalog record was not updated: {e}");
     }
+}
+
+/// `event NAME --payload JSON`: queues the backups a consumed event asks for.
+pub async fn event(s: &Settings, a: crate::cli::EventArgs) -> Result<u8> {
+    let payload: serde_json::Value =
+        serde_json::from_str(&a.payload).context("--payload: not JSON")?;
+    let cat = s.catalog().await?;
+    let repo = s.open().await?;
+    let bus = EventBus::from_config(&s.config, &*cat)?;
+    let b = CronScheduler::new(
+        cat,
+        repo,
+        s.config.clone(),
+        bus,
+        Arc::new(SystemClock),
+        SchedulerOptions::from_config(&s.config),
+    );
+    let jobs = b
+        .handle_event(
+            &backup_core::events::IncomingEvent {
+                event: a.event.clone(),
+                payload,
+            },
+            &s.actor(),
+        )
+        .await?;
+    print_json(&json!({"event": a.event, "accepted": true,
+        "job_ids": jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        "targets": jobs.iter().map(|j| j.target_identifier.clone()).collect::<Vec<_>>()}))?;
+    Ok(0)
+}
+
+/// `metrics`: the Prometheus text the server serves at `/metrics`, computed locally.
+pub async fn metrics(s: &Settings) -> Result<u8> {
+    let cat = s.catalog().await?;
+    let opts = HealthOptions::from_config(&s.config);
+    let h = health::health(&*cat, None, &opts, Utc::now()).await?;
+    print!(
+        "{}",
+        backup_core::service::metrics::render(&*cat, &h).await?
+    );
+    Ok(0)
 }

@@ -39,6 +39,7 @@ pub mod progress;
 pub mod repository;
 pub mod s3;
 pub mod scheduler;
+pub mod service;
 pub mod store;
 pub mod target;
 
