@@ -91,7 +91,7 @@ def test_bad_targets_and_options(repo: dbm.Repository, tmp_path: Path) -> None:
     with pytest.raises(dbm.InvalidArgument):
         repo.forget(keep_within="3 fortnights")
     with pytest.raises(TypeError):
-        repo.backup(tmp_path, "full")  # type: ignore[misc]
+        repo.backup(tmp_path, "full")  # type: ignore[call-arg]
 
 
 def test_exclude_patterns(repo: dbm.Repository, tree: Path, tmp_path: Path) -> None:

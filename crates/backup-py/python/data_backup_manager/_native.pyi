@@ -8,12 +8,38 @@ import os
 from typing import Callable, Iterable, List, Optional, Tuple, Union, final
 
 __version__: str
+__all__ = [
+    "BackupError",
+    "CheckReport",
+    "Decision",
+    "DestinationError",
+    "FilesystemError",
+    "ForgetResult",
+    "InvalidArgument",
+    "Partial",
+    "Problem",
+    "ProgressInfo",
+    "PruneReport",
+    "Repository",
+    "RepositoryCorrupt",
+    "RepositoryExists",
+    "RepositoryLocked",
+    "RepositoryNotFound",
+    "RestoreResult",
+    "Snapshot",
+    "SnapshotNotFound",
+    "StorageError",
+    "Summary",
+    "TargetError",
+    "WrongPassword",
+    "__version__",
+]
 
-StrPath = Union[str, "os.PathLike[str]"]
-Target = Union[str, "os.PathLike[str]"]
-SnapshotRef = Union["Snapshot", str]
-PointInTime = Union[datetime.datetime, datetime.date, str]
-ProgressCallback = Callable[["ProgressInfo"], object]
+_StrPath = Union[str, "os.PathLike[str]"]
+_Target = Union[str, "os.PathLike[str]"]
+_SnapshotRef = Union["Snapshot", str]
+_PointInTime = Union[datetime.datetime, datetime.date, str]
+_ProgressCallback = Callable[["ProgressInfo"], object]
 
 class BackupError(Exception):
     """Base class of every error raised by data_backup_manager."""
@@ -138,7 +164,7 @@ class Snapshot:
     def errors(self) -> List[Tuple[str, str]]: ...
     @property
     def summary(self) -> Summary: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @final
@@ -275,18 +301,18 @@ class Repository:
 
     @staticmethod
     def init(
-        url: StrPath,
+        url: _StrPath,
         password: Union[str, bytes, None] = None,
         *,
-        password_file: Optional[StrPath] = None,
+        password_file: Optional[_StrPath] = None,
     ) -> "Repository":
         """Create a repository at url (a local directory, created if missing)."""
     @staticmethod
     def open(
-        url: StrPath,
+        url: _StrPath,
         password: Union[str, bytes, None] = None,
         *,
-        password_file: Optional[StrPath] = None,
+        password_file: Optional[_StrPath] = None,
     ) -> "Repository":
         """Open the repository at url (password, password_file, or DBM_PASSWORD_FILE /
         DBM_PASSWORD)."""
@@ -296,35 +322,35 @@ class Repository:
     def id(self) -> str: ...
     def backup(
         self,
-        targets: Union[Target, Iterable[Target]],
+        targets: Union[_Target, Iterable[_Target]],
         *,
         type: str = "incremental",
         description: Optional[str] = None,
         retention_days: Optional[int] = None,
         tags: Optional[Union[str, Iterable[str]]] = None,
         exclude: Optional[Union[str, Iterable[str]]] = None,
-        parent: Optional[SnapshotRef] = None,
+        parent: Optional[_SnapshotRef] = None,
         allow_partial: bool = False,
-        progress: Optional[ProgressCallback] = None,
+        progress: Optional[_ProgressCallback] = None,
     ) -> Snapshot:
         """Back up targets; raises Partial for a partial snapshot unless allow_partial."""
     def snapshots(
         self,
-        target: Optional[Target] = None,
-        since: Optional[PointInTime] = None,
+        target: Optional[_Target] = None,
+        since: Optional[_PointInTime] = None,
     ) -> List[Snapshot]:
         """Snapshots, oldest first."""
     def snapshot(self, id: str = "latest") -> Snapshot:
         """One snapshot by 'latest', id or unique prefix."""
     def restore(
         self,
-        snapshot: SnapshotRef,
-        destination: StrPath,
+        snapshot: _SnapshotRef,
+        destination: _StrPath,
         *,
-        include: Optional[Union[StrPath, Iterable[StrPath]]] = None,
+        include: Optional[Union[_StrPath, Iterable[_StrPath]]] = None,
         verify: bool = True,
         overwrite: bool = False,
-        progress: Optional[ProgressCallback] = None,
+        progress: Optional[_ProgressCallback] = None,
     ) -> RestoreResult:
         """Restore a snapshot into destination (source /a/b lands at destination/a/b)."""
     def check(
@@ -332,7 +358,7 @@ class Repository:
         *,
         read_data: bool = False,
         read_data_subset: Optional[float] = None,
-        progress: Optional[ProgressCallback] = None,
+        progress: Optional[_ProgressCallback] = None,
     ) -> CheckReport:
         """Check the repository; raises RepositoryCorrupt when problems are found."""
     def forget(
@@ -355,6 +381,6 @@ class Repository:
         *,
         dry_run: bool = False,
         max_unused_percent: float = 10.0,
-        progress: Optional[ProgressCallback] = None,
+        progress: Optional[_ProgressCallback] = None,
     ) -> PruneReport:
         """Delete data no snapshot references."""
