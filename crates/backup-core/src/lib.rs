@@ -8,6 +8,11 @@
 //! * [`store`] — where objects live ([`Store`], over `object_store`).
 //! * [`target`] — what is backed up ([`target::TargetSpec`]; `files:<path>` today).
 //! * [`engine`] — backup, restore, check/verify, forget/prune, browse (ls, diff, dump, tar).
+//! * [`config`] — the config file model (`~/.vrooli/data-backup-manager/config.yaml`).
+//! * [`catalog`] — job, schedule, restore-point and audit records (embedded or PostgreSQL).
+//! * [`scheduler`] — cron schedules, job queue, retries, retention, restore drills.
+//! * [`events`] — published events and their sinks (webhooks, `NOTIFY`, log).
+//! * [`health`] — healthy/degraded/critical and the PRD's status report.
 //!
 //! ```no_run
 //! # async fn demo() -> backup_core::Result<()> {
@@ -23,10 +28,15 @@
 
 #![warn(missing_docs)]
 
+pub mod catalog;
+pub mod config;
 pub mod engine;
 pub mod error;
+pub mod events;
+pub mod health;
 pub mod progress;
 pub mod repository;
+pub mod scheduler;
 pub mod store;
 pub mod target;
 
