@@ -67,9 +67,8 @@ pub fn password(
 
 /// First line of a password file (a trailing `\r` removed), like the CLI's `--password-file`.
 fn read_password_file(path: &Path) -> PyResult<Vec<u8>> {
-    let text = std::fs::read(path).map_err(|e| {
-        FilesystemError::new_err(format!("password file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read(path)
+        .map_err(|e| FilesystemError::new_err(format!("password file {}: {e}", path.display())))?;
     let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {

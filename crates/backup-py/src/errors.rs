@@ -87,6 +87,25 @@ create_exception!(
      (path, message)) and `result` (the Snapshot stored, or the RestoreResult)."
 );
 
+create_exception!(
+    data_backup_manager,
+    CatalogError,
+    BackupError,
+    "The catalog (embedded file or PostgreSQL) failed."
+);
+create_exception!(
+    data_backup_manager,
+    NotFound,
+    CatalogError,
+    "A catalog record (e.g. a restore point) that does not exist."
+);
+create_exception!(
+    data_backup_manager,
+    Conflict,
+    CatalogError,
+    "A catalog record that already exists (e.g. a restore point name)."
+);
+
 /// Maps an engine error to its Python exception (by kind; the message is the engine's).
 pub fn to_py(e: backup_core::Error) -> PyErr {
     let msg = e.to_string();
@@ -102,6 +121,9 @@ pub fn to_py(e: backup_core::Error) -> PyErr {
         ErrorKind::Target => TargetError::new_err(msg),
         ErrorKind::Store => StorageError::new_err(msg),
         ErrorKind::Io => FilesystemError::new_err(msg),
+        ErrorKind::Catalog => CatalogError::new_err(msg),
+        ErrorKind::NotFound => NotFound::new_err(msg),
+        ErrorKind::Conflict => Conflict::new_err(msg),
     }
 }
 
@@ -141,5 +163,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StorageError", py.get_type::<StorageError>())?;
     m.add("FilesystemError", py.get_type::<FilesystemError>())?;
     m.add("Partial", py.get_type::<Partial>())?;
+    m.add("CatalogError", py.get_type::<CatalogError>())?;
+    m.add("NotFound", py.get_type::<NotFound>())?;
+    m.add("Conflict", py.get_type::<Conflict>())?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! `python/data_backup_manager/_native.pyi`.
 
 mod args;
+mod catalog;
 mod errors;
 mod progress;
 mod repository;
@@ -29,5 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::Decision>()?;
     m.add_class::<types::PruneReport>()?;
     m.add_class::<types::ProgressInfo>()?;
+    m.add_class::<catalog::Catalog>()?;
+    m.add_class::<catalog::RestorePoint>()?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::args;
+use crate::catalog::{Catalog, RestorePoint};
 use crate::errors::{partial, to_py, InvalidArgument, RepositoryCorrupt};
 use crate::progress::{CallbackProgress, DEFAULT_INTERVAL};
 use crate::runtime::block_on;
@@ -52,6 +53,14 @@ where
         py.detach(|| p.finish());
     }
     r.map_err(to_py)
+}
+
+/// Who creates catalog records from Python: `$USER`, else "python".
+fn default_actor() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "python".into())
 }
 
 /// Sets attributes on the exception value of `err`.
@@ -231,8 +240,11 @@ impl Repository {
             },
         };
         let repo = self.inner.clone();
-        let (all, damaged) =
-            block_on(py, move || async move { repo.snapshots_and_failures().await })?.map_err(to_py)?;
+        let (all, damaged) = block_on(
+            py,
+            move || async move { repo.snapshots_and_failures().await },
+        )?
+        .map_err(to_py)?;
         for (id, e) in &damaged {
             PyErr::warn(
                 py,
@@ -249,7 +261,10 @@ impl Repository {
             .iter()
             .filter(|s| since.is_none_or(|t| s.time >= t))
             .filter(|s| kind.as_ref().is_none_or(|k| &s.target_kind == k))
-            .filter(|s| spec.as_ref().is_none_or(|t| s.targets.iter().any(|x| x == t)))
+            .filter(|s| {
+                spec.as_ref()
+                    .is_none_or(|t| s.targets.iter().any(|x| x == t))
+            })
             .map(Snapshot::from)
             .collect())
     }
@@ -260,7 +275,8 @@ impl Repository {
     fn snapshot(&self, py: Python<'_>, id: &str) -> PyResult<Snapshot> {
         let repo = self.inner.clone();
         let id = id.to_string();
-        let s = block_on(py, move || async move { repo.find_snapshot(&id).await })?.map_err(to_py)?;
+        let s =
+            block_on(py, move || async move { repo.find_snapshot(&id).await })?.map_err(to_py)?;
         Ok(Snapshot::from(&s))
     }
 
@@ -335,9 +351,11 @@ impl Repository {
         };
         let repo = self.inner.clone();
         let sink = sink(progress, "check");
-        let report = with_progress(py, &sink, |p| async move {
-            check::check(&repo, &opts, p).await
-        })?;
+        let report = with_progress(
+            py,
+            &sink,
+            |p| async move { check::check(&repo, &opts, p).await },
+        )?;
         let out = CheckReport::from(&report);
         if !report.ok {
             let msg = match report.errors.first() {
@@ -387,9 +405,7 @@ impl Repository {
         prune: bool,
     ) -> PyResult<ForgetResult> {
         let tz: chrono_tz::Tz = timezone.parse().map_err(|_| {
-            InvalidArgument::new_err(format!(
-                "timezone {timezone:?}: not an IANA time zone name"
-            ))
+            InvalidArgument::new_err(format!("timezone {timezone:?}: not an IANA time zone name"))
         })?;
         let keep_within = match keep_within {
             None => None,
@@ -428,6 +444,65 @@ impl Repository {
         ))
     }
 
+    /// Records a restore point named `name` in `catalog` (default: `Catalog.open()`) naming
+    /// `snapshots` (Snapshots, ids or prefixes, `"latest"`; default: the newest snapshot of each
+    /// target in this repository). Errors: Conflict (the name is taken), SnapshotNotFound,
+    /// InvalidArgument, CatalogError.
+    #[pyo3(signature = (name, snapshots=None, *, description=None, catalog=None, created_by=None))]
+    fn create_restore_point(
+        &self,
+        py: Python<'_>,
+        name: String,
+        snapshots: Option<&Bound<'_, PyAny>>,
+        description: Option<String>,
+        catalog: Option<Py<Catalog>>,
+        created_by: Option<String>,
+    ) -> PyResult<RestorePoint> {
+        let snapshots = match snapshots {
+            None => Vec::new(),
+            Some(s) if s.cast::<PyString>().is_ok() || s.cast::<Snapshot>().is_ok() => {
+                vec![snapshot_spec(s)?]
+            }
+            Some(s) => s
+                .try_iter()?
+                .map(|x| snapshot_spec(&x?))
+                .collect::<PyResult<Vec<_>>>()?,
+        };
+        let cat = match catalog {
+            Some(c) => c.get().inner.clone(),
+            None => Catalog::open_default(py)?.inner,
+        };
+        let who = created_by.unwrap_or_else(default_actor);
+        let req = backup_core::catalog::restore_points::NewRestorePoint {
+            name,
+            snapshots,
+            description,
+        };
+        let repo = self.inner.clone();
+        let rp = block_on(py, move || async move {
+            backup_core::catalog::restore_points::create_restore_point(&*cat, &repo, &req, &who)
+                .await
+        })?
+        .map_err(to_py)?;
+        Ok(RestorePoint::from(&rp))
+    }
+
+    /// Restore points in `catalog` (default: `Catalog.open()`), newest first.
+    #[pyo3(signature = (*, catalog=None))]
+    fn restore_points(
+        &self,
+        py: Python<'_>,
+        catalog: Option<Py<Catalog>>,
+    ) -> PyResult<Vec<RestorePoint>> {
+        let cat = match catalog {
+            Some(c) => c.get().inner.clone(),
+            None => Catalog::open_default(py)?.inner,
+        };
+        let v =
+            block_on(py, move || async move { cat.list_restore_points().await })?.map_err(to_py)?;
+        Ok(v.iter().map(RestorePoint::from).collect())
+    }
+
     /// Deletes data no snapshot references (after forget). Takes the exclusive lock: raises
     /// RepositoryLocked while a backup or restore runs. `max_unused_percent`: repack a pack when
     /// more than this percentage of it is unused.
@@ -450,9 +525,11 @@ impl Repository {
         };
         let repo = self.inner.clone();
         let sink = sink(progress, "prune");
-        let r = with_progress(py, &sink, |p| async move {
-            prune::prune(&repo, &opts, p).await
-        })?;
+        let r = with_progress(
+            py,
+            &sink,
+            |p| async move { prune::prune(&repo, &opts, p).await },
+        )?;
         Ok(PruneReport::from(&r))
     }
 }

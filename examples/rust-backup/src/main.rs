@@ -48,7 +48,10 @@ fn read_tree(root: &Path) -> Result<BTreeMap<PathBuf, Entry>> {
             Entry::Link(std::fs::read_link(&path)?)
         } else if ft.is_file() {
             // Whole files in memory: fine for an example's small trees, not for the engine.
-            Entry::File(mode, std::fs::read(&path).with_context(|| path.display().to_string())?)
+            Entry::File(
+                mode,
+                std::fs::read(&path).with_context(|| path.display().to_string())?,
+            )
         } else {
             Entry::Other(mode)
         };

@@ -10,12 +10,16 @@ from typing import Callable, Iterable, List, Optional, Tuple, Union, final
 __version__: str
 __all__ = [
     "BackupError",
+    "Catalog",
+    "CatalogError",
     "CheckReport",
+    "Conflict",
     "Decision",
     "DestinationError",
     "FilesystemError",
     "ForgetResult",
     "InvalidArgument",
+    "NotFound",
     "Partial",
     "Problem",
     "ProgressInfo",
@@ -25,6 +29,7 @@ __all__ = [
     "RepositoryExists",
     "RepositoryLocked",
     "RepositoryNotFound",
+    "RestorePoint",
     "RestoreResult",
     "Snapshot",
     "SnapshotNotFound",
@@ -91,6 +96,15 @@ class Partial(BackupError):
 
     errors: List[Tuple[str, str]]
     result: Union["Snapshot", "RestoreResult"]
+
+class CatalogError(BackupError):
+    """The catalog (embedded file or PostgreSQL) failed."""
+
+class NotFound(CatalogError):
+    """A catalog record (e.g. a restore point) that does not exist."""
+
+class Conflict(CatalogError):
+    """A catalog record that already exists (e.g. a restore point name)."""
 
 @final
 class Summary:
@@ -296,6 +310,45 @@ class ProgressInfo:
     def elapsed_secs(self) -> float: ...
 
 @final
+class RestorePoint:
+    """PRD RestorePoint: a named set of snapshots captured together."""
+
+    @property
+    def id(self) -> str:
+        """UUID."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def snapshot_ids(self) -> List[str]: ...
+    @property
+    def backup_job_ids(self) -> List[str]: ...
+    @property
+    def created_at(self) -> datetime.datetime: ...
+    @property
+    def description(self) -> Optional[str]: ...
+    @property
+    def verified(self) -> bool: ...
+    @property
+    def verification_date(self) -> Optional[datetime.datetime]: ...
+    @property
+    def created_by(self) -> str: ...
+
+@final
+class Catalog:
+    """The catalog holding restore points: PostgreSQL or an embedded file."""
+
+    @staticmethod
+    def open(database_url: Optional[str] = None, *, directory: Optional[_StrPath] = None) -> "Catalog":
+        """PostgreSQL at database_url, the embedded catalog in directory, or (neither) what the
+        config file and environment name."""
+    @property
+    def location(self) -> str: ...
+    def restore_points(self) -> List[RestorePoint]:
+        """Every restore point, newest first."""
+    def restore_point(self, name_or_id: str) -> RestorePoint:
+        """One restore point by name or id (raises NotFound)."""
+
+@final
 class Repository:
     """An open repository. Safe to share between threads."""
 
@@ -376,6 +429,19 @@ class Repository:
         prune: bool = False,
     ) -> ForgetResult:
         """Apply a retention policy (and prune with prune=True)."""
+    def create_restore_point(
+        self,
+        name: str,
+        snapshots: Optional[Union[_SnapshotRef, Iterable[_SnapshotRef]]] = None,
+        *,
+        description: Optional[str] = None,
+        catalog: Optional[Catalog] = None,
+        created_by: Optional[str] = None,
+    ) -> RestorePoint:
+        """Record a restore point naming snapshots of this repository (default: the newest
+        snapshot of each target)."""
+    def restore_points(self, *, catalog: Optional[Catalog] = None) -> List[RestorePoint]:
+        """Restore points in the catalog, newest first."""
     def prune(
         self,
         *,
