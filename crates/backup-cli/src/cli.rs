@@ -84,8 +84,19 @@ pub enum Command {
     Key(KeyCommand),
     /// Rebuild the index from the packs' own headers (after index files were lost or damaged).
     RepairIndex,
-    /// Show the repository's size, snapshots, compression and dedup ratios.
-    Status,
+    /// Show system health, active jobs, the last successful backup and storage usage.
+    Status(crate::cmd_schedule::StatusArgs),
+    /// Manage backup schedules (cron in a time zone).
+    #[command(subcommand)]
+    Schedule(crate::cmd_schedule::ScheduleCommand),
+    /// Run the scheduler in the foreground (scheduled backups, retries, retention, restore drills).
+    RunScheduler(crate::cmd_schedule::RunSchedulerArgs),
+    /// Inspect or rebuild the catalog of jobs.
+    #[command(subcommand)]
+    Catalog(crate::cmd_schedule::CatalogCommand),
+    /// Manage restore points (named sets of snapshots kept by retention).
+    #[command(subcommand)]
+    RestorePoint(crate::cmd_schedule::RestorePointCommand),
     /// Show the version.
     Version,
 }

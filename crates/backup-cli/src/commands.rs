@@ -52,7 +52,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 WARNING
             })
         }
-        Command::Status => status_cmd(&s).await,
+        Command::Status(a) => crate::cmd_schedule::status(&s, a).await,
+        Command::Schedule(c) => crate::cmd_schedule::schedule(&s, c).await,
+        Command::RunScheduler(a) => crate::cmd_schedule::run_scheduler(&s, a).await,
+        Command::Catalog(c) => crate::cmd_schedule::catalog_cmd(&s, c).await,
+        Command::RestorePoint(c) => crate::cmd_schedule::restore_point(&s, c).await,
         Command::Version => {
             let v = env!("CARGO_PKG_VERSION");
             if s.json {
@@ -138,7 +142,17 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
         parent: a.parent,
         read_concurrency: None,
     };
-    let snap = backup::backup(&repo, &opts, &s.bar()).await?;
+    // The catalog record never makes the backup fail (warnings only).
+    let rec = crate::cmd_schedule::record_start(
+        s,
+        &opts.targets,
+        opts.backup_type.map(|t| t.to_string()).as_deref(),
+        opts.description.clone(),
+    )
+    .await;
+    let result = backup::backup(&repo, &opts, &s.bar()).await;
+    crate::cmd_schedule::record_finish(rec, &result).await;
+    let snap = result?;
     if s.json {
         print_json(&snapshot_json(&snap))?;
     } else {
@@ -718,13 +732,8 @@ async fn key(s: &Settings, k: KeyCommand) -> Result<u8> {
     Ok(0)
 }
 
-async fn status_cmd(s: &Settings) -> Result<u8> {
-    let repo = s.open().await?;
-    let st = status::status(&repo).await?;
-    if s.json {
-        print_json(&st)?;
-        return Ok(0);
-    }
+/// The repository lines of `status`.
+pub fn print_repo_status(st: &status::RepoStatus) {
     println!(
         "repository       {} ({})",
         st.location,
@@ -762,5 +771,4 @@ async fn status_cmd(s: &Settings) -> Result<u8> {
         size(st.logical_bytes)
     );
     println!("space saving     {:.1}%", st.space_saving_percent);
-    Ok(0)
 }

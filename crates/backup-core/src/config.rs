@@ -80,6 +80,10 @@ pub struct Config {
     /// Scheduler tuning.
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    /// The HTTP server's section (listen address, port, TLS, tokens, CORS), read by
+    /// `backup-server`; kept opaque here so the core and the CLI accept a file that has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<serde_yaml_ng::Value>,
 }
 
 /// A schedule as written in the config file (see [`crate::catalog::NewSchedule`]).

@@ -37,6 +37,7 @@ pub mod health;
 pub mod progress;
 pub mod repository;
 pub mod scheduler;
+pub mod service;
 pub mod store;
 pub mod target;
 

@@ -690,6 +690,59 @@ pub fn apply_snapshot(job: &mut Job, s: &crate::Snapshot) {
     job.metadata = serde_json::Value::Object(m);
 }
 
+/// Creates a restore point over `snapshot_ids` (hex ids), linking the completed jobs that
+/// produced them, and writes the audit log. Errors: [`Error::Conflict`] (name taken),
+/// [`Error::InvalidInput`] (no snapshots or no name).
+pub async fn create_restore_point(
+    catalog: &dyn Catalog,
+    name: &str,
+    snapshot_ids: Vec<String>,
+    description: Option<String>,
+    who: &str,
+) -> Result<RestorePoint> {
+    if name.trim().is_empty() || snapshot_ids.is_empty() {
+        return Err(Error::InvalidInput(
+            "a restore point needs a name and at least one snapshot".into(),
+        ));
+    }
+    let jobs = catalog
+        .list_jobs(&JobFilter {
+            statuses: vec![JobStatus::Completed],
+            ..Default::default()
+        })
+        .await?;
+    let rp = RestorePoint {
+        id: Uuid::new_v4(),
+        name: name.trim().to_string(),
+        backup_job_ids: jobs
+            .iter()
+            .filter(|j| {
+                j.storage_path
+                    .as_ref()
+                    .is_some_and(|p| snapshot_ids.contains(p))
+            })
+            .map(|j| j.id)
+            .collect(),
+        snapshot_ids,
+        created_at: Utc::now(),
+        description,
+        verified: false,
+        verification_date: None,
+        created_by: who.into(),
+    };
+    catalog.insert_restore_point(&rp).await?;
+    catalog
+        .audit(AuditEntry::new(
+            rp.created_at,
+            who,
+            "restore_point.create",
+            rp.name.clone(),
+            serde_json::json!({"id": rp.id, "snapshots": rp.snapshot_ids}),
+        ))
+        .await?;
+    Ok(rp)
+}
+
 /// Snapshot ids (hex) named by any restore point: retention keeps them.
 pub async fn protected_snapshots(catalog: &dyn Catalog) -> Result<std::collections::HashSet<String>> {
     Ok(catalog

@@ -171,9 +171,12 @@ impl PgCatalog {
     /// Errors: [`Error::Catalog`] naming the URL without its password.
     pub async fn connect(url: &str, pool_size: usize) -> Result<PgCatalog> {
         let location = redact_url(url);
-        let cfg: tokio_postgres::Config = url
+        let mut cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| db_err(&location, format!("bad database URL: {e}")))?;
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(std::time::Duration::from_secs(10));
+        }
         let mgr = Manager::from_config(
             cfg,
             NoTls,

@@ -403,16 +403,12 @@ impl CronScheduler {
     }
 
     fn validate_targets(&self, targets: &[String]) -> Result<Vec<String>> {
-        if targets.is_empty() {
-            return Err(Error::InvalidInput(
-                "no targets given (e.g. files:/srv/data, a config name, or all)".into(),
-            ));
-        }
-        let specs = self.config.expand_targets(targets);
-        for s in &specs {
-            check_target_syntax(s)?;
-        }
-        Ok(specs)
+        validate_targets(&self.config, targets)
+    }
+
+    /// The schedule CRUD part of this scheduler.
+    pub fn book(&self) -> ScheduleBook {
+        ScheduleBook::new(self.catalog.clone(), self.config.clone(), self.clock.clone())
     }
 
     /// Runs jobs until none is claimable; at most `concurrency` at once (shared with other
@@ -1077,6 +1073,24 @@ fn spec_key(specs: &[String]) -> Vec<String> {
     v
 }
 
+fn validate_targets(config: &Config, targets: &[String]) -> Result<Vec<String>> {
+    if targets.is_empty() {
+        return Err(Error::InvalidInput(
+            "no targets given (e.g. files:/srv/data, a config name, or all)".into(),
+        ));
+    }
+    let specs = config.expand_targets(targets);
+    if specs.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "targets {targets:?} name nothing (no targets in the config file?)"
+        )));
+    }
+    for s in &specs {
+        check_target_syntax(s)?;
+    }
+    Ok(specs)
+}
+
 /// Accepts what the engine can parse, plus `postgres:` / `minio:` / `scenario:` specs whose
 /// targets may be added by other modules (the job then fails with the engine's message if the
 /// target is not available).
@@ -1140,13 +1154,48 @@ fn apply_patch(s: &mut Schedule, p: SchedulePatch) {
     }
 }
 
-#[async_trait]
-impl Scheduler for CronScheduler {
-    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+/// Schedule CRUD over a catalog, without a repository (the CLI's `schedule` commands use it
+/// directly; [`CronScheduler`] delegates to it). Validates cron expressions, zones and target
+/// syntax, computes `next_run`, and writes the audit log.
+#[derive(Clone)]
+pub struct ScheduleBook {
+    catalog: Arc<dyn Catalog>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+}
+
+impl ScheduleBook {
+    /// A book over `catalog`; `config` expands target names.
+    pub fn new(catalog: Arc<dyn Catalog>, config: Config, clock: Arc<dyn Clock>) -> ScheduleBook {
+        ScheduleBook {
+            catalog,
+            config,
+            clock,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    async fn audit(&self, who: &str, action: &str, object: impl Into<String>, details: serde_json::Value) {
+        let e = AuditEntry::new(self.now(), who, action, object, details);
+        if let Err(err) = self.catalog.audit(e).await {
+            tracing::warn!("audit log: {err}");
+        }
+    }
+
+    fn validate_targets(&self, targets: &[String]) -> Result<Vec<String>> {
+        validate_targets(&self.config, targets)
+    }
+
+    /// All schedules, by name.
+    pub async fn list_schedules(&self) -> Result<Vec<Schedule>> {
         self.catalog.list_schedules().await
     }
 
-    async fn create_schedule(&self, n: NewSchedule, who: &str) -> Result<Schedule> {
+    /// See [`Scheduler::create_schedule`].
+    pub async fn create_schedule(&self, n: NewSchedule, who: &str) -> Result<Schedule> {
         if n.name.trim().is_empty() {
             return Err(Error::InvalidInput("a schedule needs a name".into()));
         }
@@ -1182,7 +1231,8 @@ impl Scheduler for CronScheduler {
         Ok(s)
     }
 
-    async fn update_schedule(&self, key: &str, p: SchedulePatch, who: &str) -> Result<Schedule> {
+    /// See [`Scheduler::update_schedule`].
+    pub async fn update_schedule(&self, key: &str, p: SchedulePatch, who: &str) -> Result<Schedule> {
         let mut s = self.catalog.get_schedule(key).await?;
         let details = serde_json::to_value(&p).unwrap_or_default();
         apply_patch(&mut s, p);
@@ -1196,14 +1246,16 @@ impl Scheduler for CronScheduler {
         Ok(s)
     }
 
-    async fn delete_schedule(&self, key: &str, who: &str) -> Result<()> {
+    /// See [`Scheduler::delete_schedule`].
+    pub async fn delete_schedule(&self, key: &str, who: &str) -> Result<()> {
         let s = self.catalog.get_schedule(key).await?;
         self.catalog.delete_schedule(s.id).await?;
         self.audit(who, "schedule.delete", s.name.clone(), json!({"id": s.id})).await;
         Ok(())
     }
 
-    async fn set_enabled(&self, key: &str, enabled: bool, who: &str) -> Result<Schedule> {
+    /// See [`Scheduler::set_enabled`].
+    pub async fn set_enabled(&self, key: &str, enabled: bool, who: &str) -> Result<Schedule> {
         let mut s = self.catalog.get_schedule(key).await?;
         s.enabled = enabled;
         s.next_run = if enabled {
@@ -1214,6 +1266,30 @@ impl Scheduler for CronScheduler {
         self.catalog.update_schedule(&s).await?;
         self.audit(who, if enabled { "schedule.enable" } else { "schedule.disable" }, s.name.clone(), json!({"id": s.id})).await;
         Ok(s)
+    }
+
+}
+
+#[async_trait]
+impl Scheduler for CronScheduler {
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        self.book().list_schedules().await
+    }
+
+    async fn create_schedule(&self, n: NewSchedule, who: &str) -> Result<Schedule> {
+        self.book().create_schedule(n, who).await
+    }
+
+    async fn update_schedule(&self, key: &str, p: SchedulePatch, who: &str) -> Result<Schedule> {
+        self.book().update_schedule(key, p, who).await
+    }
+
+    async fn delete_schedule(&self, key: &str, who: &str) -> Result<()> {
+        self.book().delete_schedule(key, who).await
+    }
+
+    async fn set_enabled(&self, key: &str, enabled: bool, who: &str) -> Result<Schedule> {
+        self.book().set_enabled(key, enabled, who).await
     }
 
     async fn submit(&self, req: JobRequest, who: &str) -> Result<Vec<Job>> {
@@ -1314,6 +1390,10 @@ impl JobRecorder {
         match outcome {
             Ok(s) => {
                 catalog::apply_snapshot(&mut job, s);
+                // With no type asked for, the engine makes a full backup when no parent exists.
+                if s.backup_type == BackupType::Full {
+                    job.job_type = JobType::Full;
+                }
                 job.status = JobStatus::Completed;
             }
             Err(e) => {
