@@ -6,6 +6,7 @@
 #   2. the pytest suite (pytest's exit 5, "no tests collected", counts as a failure);
 #   3. the type stubs: mypy's stubtest against the built module, mypy --strict on the examples;
 #   4. every example: the Python agent rollback and snapshot table, the Rust program.
+# PostgreSQL on 127.0.0.1:5432 (started by .ci/run) is used by the restore-point tests.
 # Called by .ci/run; runs on its own too: bash .ci/python-tests.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,9 @@ echo "== python: fresh venv ($("$python" --version)) and pip install ./crates/ba
 # The installed module, not the source tree, is what the tests import.
 (cd "$work" && "$venv/bin/python" -c 'import data_backup_manager as d; print("installed data_backup_manager", d.__version__, "from", d.__file__)')
 
-echo "== python: pytest"
+echo "== python: pytest (Client tests run against the real backup-server binary)"
+cargo build --quiet --locked -p backup-server
+export DBM_SERVER_BIN="$CARGO_TARGET_DIR/debug/backup-server" DBM_REQUIRE_SERVER=1
 set +e
 (cd crates/backup-py && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests)
 rc=$?

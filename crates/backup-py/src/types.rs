@@ -134,6 +134,23 @@ impl From<&backup_core::Snapshot> for Snapshot {
 
 #[pymethods]
 impl Snapshot {
+    /// A Snapshot from the server's JSON (a manifest plus `id`, as `GET /api/v1/backup/list`
+    /// and `data-backup-manager list --json` write it). Used by `Client`.
+    #[staticmethod]
+    fn _from_json(text: &str) -> PyResult<Snapshot> {
+        let bad = |e: String| crate::errors::InvalidArgument::new_err(format!("snapshot JSON: {e}"));
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let id = v
+            .get("id")
+            .and_then(|i| i.as_str())
+            .ok_or_else(|| bad("no \"id\"".into()))?;
+        let id = backup_core::Id::parse(id).map_err(|e| bad(e.to_string()))?;
+        let mut s: backup_core::Snapshot =
+            serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
+        s.id = id;
+        Ok(Snapshot::from(&s))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Snapshot(id='{}', time='{}', type='{}', targets={:?}, partial={})",

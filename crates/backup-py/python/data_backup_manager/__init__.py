@@ -41,8 +41,11 @@ from ._native import (
     WrongPassword,
     __version__,
 )
+from .client import ApiError, Client
 
 __all__ = [
+    "ApiError",
+    "Client",
     "BackupError",
     "Catalog",
     "CatalogError",
