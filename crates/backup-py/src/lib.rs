@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    runtime::register_fork_hook(m)?;
     m.add_class::<repository::Repository>()?;
     m.add_class::<types::Snapshot>()?;
     m.add_class::<types::Summary>()?;

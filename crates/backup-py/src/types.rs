@@ -138,7 +138,8 @@ impl Snapshot {
     /// and `data-backup-manager list --json` write it). Used by `Client`.
     #[staticmethod]
     fn _from_json(text: &str) -> PyResult<Snapshot> {
-        let bad = |e: String| crate::errors::InvalidArgument::new_err(format!("snapshot JSON: {e}"));
+        let bad =
+            |e: String| crate::errors::InvalidArgument::new_err(format!("snapshot JSON: {e}"));
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         let id = v
             .get("id")
