@@ -19,6 +19,7 @@
 
 pub mod embedded;
 pub mod postgres;
+pub mod restore_points;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
