@@ -8,6 +8,9 @@
 mod cli;
 mod cmd_bucket;
 mod cmd_copy;
+mod cmd_pg;
+mod cmd_remote;
+mod cmd_schedule;
 mod commands;
 mod output;
 mod settings;

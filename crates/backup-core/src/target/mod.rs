@@ -8,6 +8,7 @@
 
 pub mod files;
 pub mod minio;
+pub mod postgres;
 pub mod process;
 pub mod scenario;
 
@@ -81,10 +82,11 @@ impl std::fmt::Display for TargetSpec {
         match self {
             TargetSpec::Files(p) => write!(f, "files:{}", p.display()),
             TargetSpec::Postgres(a) if a.is_empty() => f.write_str("postgres"),
+            // Never the password: this text is logged and stored in snapshots.
             TargetSpec::Postgres(a)
                 if a.starts_with("postgres://") || a.starts_with("postgresql://") =>
             {
-                f.write_str(a)
+                f.write_str(&postgres::redact_url(a))
             }
             TargetSpec::Postgres(a) => write!(f, "postgres:{a}"),
             TargetSpec::Minio(a) if a.is_empty() => f.write_str("minio"),
@@ -198,6 +200,7 @@ pub fn open(specs: &[TargetSpec], excludes: files::Excludes) -> Result<Arc<dyn T
                 .collect();
             Ok(Arc::new(files::FilesTarget::new(&paths, excludes)?))
         }
+        TargetSpec::Postgres(_) => postgres::open(specs, Default::default(), &[]),
         TargetSpec::Minio(arg) => {
             if specs.len() > 1 {
                 return Err(Error::InvalidInput(format!(
@@ -221,9 +224,5 @@ pub fn open(specs: &[TargetSpec], excludes: files::Excludes) -> Result<Arc<dyn T
                 .collect();
             Ok(Arc::new(scenario::ScenarioTarget::new(&names, excludes)?))
         }
-        other => Err(Error::InvalidInput(format!(
-            "target {other}: the {} target is not available in this build yet",
-            other.kind()
-        ))),
     }
 }
