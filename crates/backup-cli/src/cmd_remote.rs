@@ -183,9 +183,12 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
             Ok(0)
         }
         Command::Verify(a) => {
+            let Some(snapshot) = a.snapshot.as_deref() else {
+                bail!("verify --wal reads the WAL archive: run it where the repository is, without the API");
+            };
             let (_, v) = c
                 .post(
-                    &format!("/api/v1/backup/verify/{}", enc(&a.snapshot)),
+                    &format!("/api/v1/backup/verify/{}", enc(snapshot)),
                     json!({}),
                 )
                 .await?;

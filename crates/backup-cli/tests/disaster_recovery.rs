@@ -11,12 +11,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use backup_core::s3::{decode_form, parse_tagging, Method, S3Client, S3Request, S3Settings};
 use sha2::{Digest, Sha256};
+use support::pg;
 use support::*;
 
 /// Procedure 1 of the doc: lost files.
@@ -138,7 +140,6 @@ enum Runner {
     /// The test's own binary with the repository and password in the environment.
     Direct,
     /// A copy of the binary run as the `postgres` OS user (for the throwaway cluster).
-    #[allow(dead_code)]
     AsPostgres(PathBuf),
 }
 
@@ -204,17 +205,23 @@ impl Procedure {
             })
             .collect();
         let mut cmd = match &self.runner {
-            Runner::Direct => Command::new(BIN_PATH),
-            Runner::AsPostgres(bin) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(bin);
+            Runner::Direct => {
+                let mut c = Command::new(BIN_PATH);
+                c.env_remove("DBM_PASSWORD_FILE");
+                for (k, v) in &self.env {
+                    c.env(k, v);
+                }
                 c
             }
+            Runner::AsPostgres(bin) => {
+                let env: Vec<(&str, String)> = self
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.clone()))
+                    .collect();
+                pg::as_postgres(bin, &env)
+            }
         };
-        cmd.env_remove("DBM_PASSWORD_FILE");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
         cmd.args(&args).stdin(std::process::Stdio::null());
         let out = cmd
             .output()
@@ -600,4 +607,212 @@ fn procedure_3_lost_bucket() {
     run.expect_success();
     p.finish();
     s.drop_bucket(&bucket);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Lost PostgreSQL database, point in time
+// ---------------------------------------------------------------------------------------------
+
+/// Rows of the test table, in key order, as text.
+fn accounts(c: &pg::Cluster) -> String {
+    c.sql("SELECT coalesce(string_agg(id || ':' || owner || ':' || balance, ',' ORDER BY id), '') FROM accounts")
+}
+
+#[test]
+fn procedure_2_lost_database_point_in_time() {
+    if !pg::can_run_as_postgres() {
+        eprintln!(
+            "SKIPPED: needs root and the postgres OS user (runuser) to run a throwaway cluster"
+        );
+        return;
+    }
+    let tmp = pg::PgTemp::new("dbm_dr");
+    let bin = tmp.install_binary();
+    let repo = tmp.path.join("repo");
+    let key = tmp.path.join("wal.key");
+    let datadir = tmp.path.join("restored");
+    let mut p = Procedure::new(
+        LOST_DATABASE,
+        &repo,
+        PASSWORD,
+        Runner::AsPostgres(bin.clone()),
+    );
+    p.set("keyfile", key.to_str().unwrap());
+    p.set("datadir", datadir.to_str().unwrap());
+    // The repository (made by the postgres user, who runs archive_command).
+    let mut init = pg::as_postgres(
+        &bin,
+        &[
+            ("DBM_REPOSITORY", repo.display().to_string()),
+            ("DBM_PASSWORD", PASSWORD.to_string()),
+        ],
+    );
+    init.arg("init");
+    pg::run_cmd(init, "data-backup-manager init").expect_success();
+
+    // Step 2.0: the archive settings, as printed, go into postgresql.conf.
+    let run = p.step("2.0");
+    run.expect_success();
+    let conf = run.stdout_str();
+    assert!(
+        conf.lines()
+            .any(|l| l.starts_with("archive_command = ") && l.contains("wal-push")),
+        "{}",
+        run.describe()
+    );
+    assert!(!conf.contains(PASSWORD), "the password is in the settings");
+    let c = pg::Cluster::init(
+        &tmp.path,
+        "primary",
+        &format!("{conf}\nmax_wal_senders = 4\n"),
+    );
+    c.start();
+    p.env("PGHOST", c.dir.display().to_string());
+    p.env("PGPORT", c.port.to_string());
+    p.env("PGUSER", "postgres");
+    c.sql(
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL)",
+    );
+    c.sql("INSERT INTO accounts SELECT g, 'owner-' || g, g * 100 FROM generate_series(1, 500) g");
+
+    // Step 2.0: a base backup.
+    let run = p.step("2.0");
+    run.expect_success();
+    // Work after the base backup, replayed from the WAL archive.
+    c.sql("UPDATE accounts SET balance = balance + 7 WHERE id % 3 = 0");
+    c.sql("INSERT INTO accounts SELECT g, 'late-' || g, g FROM generate_series(501, 600) g");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let want = accounts(&c);
+    let t = c.sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // The disaster: rows deleted, then the table dropped.
+    c.sql("DELETE FROM accounts WHERE id > 100");
+    c.sql("DROP TABLE accounts");
+    c.switch_and_wait_archived();
+    p.set("time", t.clone());
+
+    // Step 2.1: the archive is complete.
+    p.step("2.1").expect_success();
+
+    // Step 2.2: the base backup is listed.
+    let run = p.step("2.2");
+    run.expect_success();
+    let base_id: String = {
+        let mut l = pg::as_postgres(
+            &bin,
+            &[
+                ("DBM_REPOSITORY", repo.display().to_string()),
+                ("DBM_PASSWORD", PASSWORD.to_string()),
+            ],
+        );
+        l.args(["list", "--target", "postgres", "--json"]);
+        let r = pg::run_cmd(l, "list --json");
+        r.expect_success();
+        r.json()[0]["id"].as_str().unwrap().to_string()
+    };
+    assert!(
+        run.stdout_str().contains(&base_id[..8]),
+        "{}",
+        run.describe()
+    );
+
+    // Step 2.3: restore to T; --check proves recovery reaches T.
+    let run = p.step("2.3");
+    run.expect_success();
+    // PostgreSQL's own line about where replay stopped: before the first commit after T.
+    assert!(
+        run.all_output().contains("recovery stopping before"),
+        "{}",
+        run.describe()
+    );
+    assert!(datadir.join("PG_VERSION").is_file());
+    p.finish();
+
+    // Step 2.4: start the restored cluster: the rows are the rows at T.
+    let r = pg::Cluster::existing(&tmp.path, &datadir, "restored");
+    r.start();
+    r.wait_promoted();
+    let got = accounts(&r);
+    r.stop();
+    c.stop();
+    assert_eq!(got.split(',').count(), 600);
+    assert_eq!(got, want, "rows at T");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Lost catalog database
+// ---------------------------------------------------------------------------------------------
+
+/// `catalog jobs --json` as (storage_path, target_identifier, status), sorted.
+fn job_set(run: &Run) -> BTreeSet<(String, String, String)> {
+    run.expect_success();
+    run.json()
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array\n{}", run.describe()))
+        .iter()
+        .map(|j| {
+            (
+                j["storage_path"].as_str().unwrap_or("").to_string(),
+                j["target_identifier"].as_str().unwrap_or("").to_string(),
+                j["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn procedure_4_lost_catalog() {
+    let url_of = |db: &str| format!("postgres://postgres@{}:{}/{db}", pg::HOST, pg::PORT);
+    let old_db = pg::unique("dbm_dr_cat_old");
+    let new_db = pg::unique("dbm_dr_cat_new");
+    pg::psql("postgres", &format!("CREATE DATABASE {old_db}"));
+    let repo = Repo::init();
+    let tmp = tempdir();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    build_random_tree(&a, 3, 1000);
+    build_random_tree(&b, 2, 1000);
+    let old_env = [("DBM_DATABASE_URL", url_of(&old_db))];
+    let old_env: Vec<(&str, &str)> = old_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Backups recorded in the original catalog.
+    for src in [&a, &b, &a] {
+        let mut args = vec![OsString::from("backup")];
+        args.push(source_arg(src));
+        repo.run_env(Password::Env(&repo.password), &old_env, args)
+            .expect_success();
+    }
+    let before = job_set(&repo.run_env(
+        Password::Env(&repo.password),
+        &old_env,
+        ["catalog", "jobs", "--json"],
+    ));
+    assert_eq!(before.len(), 3, "{before:?}");
+    // The disaster: the catalog database is gone.
+    pg::psql("postgres", &format!("DROP DATABASE {old_db} WITH (FORCE)"));
+
+    // Step 4.1: an empty database (createdb), named in DBM_DATABASE_URL.
+    pg::psql("postgres", &format!("CREATE DATABASE {new_db}"));
+    let mut p = Procedure::new(LOST_CATALOG, &repo.path, &repo.password, Runner::Direct);
+    p.env("DBM_DATABASE_URL", url_of(&new_db));
+
+    // Step 4.2: rebuild.
+    let run = p.step("4.2");
+    run.expect_success();
+
+    // Step 4.3: every snapshot is a job again, with the same target and status as before.
+    let run = p.step("4.3");
+    run.expect_success();
+    let ids: BTreeSet<String> = run
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let after = job_set(&p.step("4.3"));
+    p.finish();
+    pg::psql("postgres", &format!("DROP DATABASE {new_db} WITH (FORCE)"));
+    let paths: BTreeSet<String> = after.iter().map(|j| j.0.clone()).collect();
+    assert_eq!(paths, ids, "job storage paths = snapshot ids");
+    assert_eq!(after, before, "rebuilt catalog = lost catalog");
 }
