@@ -41,6 +41,10 @@ pub struct Global {
     /// Config file (default ~/.vrooli/data-backup-manager/config.yaml).
     #[arg(long, global = true, env = "DBM_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Remote mode: call the data-backup-manager API at this URL (e.g. http://localhost:20010)
+    /// instead of opening the repository; the token comes from DBM_API_TOKEN.
+    #[arg(long, global = true, env = "DBM_API_URL")]
+    pub api_url: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -88,10 +92,39 @@ pub enum Command {
     Key(KeyCommand),
     /// Rebuild the index from the packs' own headers (after index files were lost or damaged).
     RepairIndex,
-    /// Show the repository's size, snapshots, compression and dedup ratios.
-    Status,
+    /// Show system health, active jobs, the last successful backup and storage usage.
+    Status(crate::cmd_schedule::StatusArgs),
+    /// Manage backup schedules (cron in a time zone).
+    #[command(subcommand)]
+    Schedule(crate::cmd_schedule::ScheduleCommand),
+    /// Run the scheduler in the foreground (scheduled backups, retries, retention, restore drills).
+    RunScheduler(crate::cmd_schedule::RunSchedulerArgs),
+    /// Inspect or rebuild the catalog of jobs.
+    #[command(subcommand)]
+    Catalog(crate::cmd_schedule::CatalogCommand),
+    /// Manage restore points (named sets of snapshots kept by retention).
+    #[command(subcommand)]
+    RestorePoint(crate::cmd_schedule::RestorePointCommand),
+    /// Show a backup job of the catalog (JSON).
+    Job(IdArg),
+    /// Show a restore job of the catalog (JSON).
+    RestoreStatus(IdArg),
+    /// Send an event (scenario.deployed, postgres.schema_updated): queues the backups it asks for.
+    Event(EventArgs),
+    /// Print the metrics in the Prometheus text format.
+    Metrics,
+    /// Print the server's OpenAPI document.
+    ApiDoc,
     /// Show the version.
     Version,
+    /// Archive one WAL file into the repository (PostgreSQL's archive_command: wal-push %p).
+    WalPush(crate::cmd_pg::WalPushArgs),
+    /// Restore one archived WAL file (PostgreSQL's restore_command: wal-fetch %f %p); exit 1 if it is not archived.
+    WalFetch(crate::cmd_pg::WalFetchArgs),
+    /// Print (or --apply) the postgresql.conf settings that archive WAL into this repository.
+    WalConfig(crate::cmd_pg::WalConfigArgs),
+    /// Delete archived WAL that no retained base backup and no point in the window needs.
+    WalPrune(crate::cmd_pg::WalPruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,8 +143,12 @@ pub struct BackupArgs {
     #[arg(required = true, value_delimiter = ',')]
     pub targets: Vec<String>,
     /// full: read every file; incremental (default once a parent exists): skip unchanged files.
-    #[arg(long = "type", value_parser = ["full", "incremental"])]
+    /// PostgreSQL: logical (default: pg_dump of each database) or base (pg_basebackup, for point in time).
+    #[arg(long = "type", value_parser = ["full", "incremental", "logical", "base"])]
     pub backup_type: Option<String>,
+    /// PostgreSQL (logical): dump only this database (repeatable; default: every database).
+    #[arg(long = "database")]
+    pub databases: Vec<String>,
     /// Keep this snapshot at least this many days (forget will not remove it before).
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=36500))]
     pub retention_days: Option<u32>,
@@ -133,13 +170,17 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// Snapshot id (or unique prefix), or `latest`.
     pub snapshot: String,
-    /// Destination directory; source /a/b is restored at DIR/a/b.
-    #[arg(long, short = 't', required_unless_present = "format")]
+    /// Destination directory; source /a/b is restored at DIR/a/b. For a minio snapshot:
+    /// minio:<bucket>[/prefix] (or minio: for each bucket under its own name); the server is
+    /// the backup's (AWS_*/MINIO_* variables) unless DBM_DEST_AWS_* variables name another.
+    #[arg(long, short = 't', required_unless_present_any = ["format", "targets"])]
     pub destination: Option<PathBuf>,
     /// Restore only this path of the snapshot (absolute, repeatable).
     #[arg(long = "include", short = 'i')]
     pub include: Vec<PathBuf>,
     /// Restore only these targets of the snapshot (e.g. files:/srv/data), comma-separated.
+    /// `postgres[:URL|NAME]`: a logical snapshot into that server, or with --destination a data
+    /// directory recovered to a point in time.
     #[arg(long, value_delimiter = ',')]
     pub targets: Vec<String>,
     /// Re-read every restored file and compare it with the snapshot's digest.
@@ -151,6 +192,8 @@ pub struct RestoreArgs {
     /// `tar`: write the snapshot (or the --include path) as a tar stream to stdout.
     #[arg(long, value_parser = ["tar"])]
     pub format: Option<String>,
+    #[command(flatten)]
+    pub pg: crate::cmd_pg::PgRestoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -203,7 +246,11 @@ pub struct DumpArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Snapshot id, prefix or `latest`.
-    pub snapshot: String,
+    #[arg(required_unless_present = "wal")]
+    pub snapshot: Option<String>,
+    /// Check the WAL archive instead: name every segment missing between the oldest base backup and the newest archived WAL.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub wal: bool,
 }
 
 #[derive(Debug, Args)]
@@ -283,4 +330,19 @@ pub enum KeyCommand {
         /// Key id or unique prefix.
         id: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Id (UUID).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// Event name: scenario.deployed or postgres.schema_updated.
+    pub event: String,
+    /// Payload as JSON, e.g. '{"scenario": "my-app"}' or '{"database": "shop"}'.
+    #[arg(long, default_value = "{}")]
+    pub payload: String,
 }

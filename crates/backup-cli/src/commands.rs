@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use backup_core::engine::{backup, browse, check, forget, prune, restore, status};
 use backup_core::repository::{keys, InitOptions, Repository};
 use backup_core::{BackupType, Snapshot};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
 use crate::cli::*;
@@ -19,6 +19,9 @@ const WARNING: u8 = 2;
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let s = Settings::resolve(&cli.global)?;
+    if let Some(url) = cli.global.api_url.clone() {
+        return crate::cmd_remote::run(cli, &url, &s).await;
+    }
     match cli.command {
         Command::Init(a) => init(&s, a).await,
         Command::Backup(a) => backup_cmd(&s, a).await,
@@ -53,23 +56,52 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 WARNING
             })
         }
-        Command::Status => status_cmd(&s).await,
-        Command::Version => {
-            let v = env!("CARGO_PKG_VERSION");
-            if s.json {
-                println!(
-                    "{}",
-                    json!({"cli_version": v, "core_version": v, "repository_format": backup_core::repository::FORMAT_VERSION})
-                );
-            } else {
-                println!(
-                    "data-backup-manager {v} (repository format {})",
-                    backup_core::repository::FORMAT_VERSION
-                );
-            }
+        Command::WalPush(a) => crate::cmd_pg::wal_push(&s, a).await,
+        Command::WalFetch(a) => crate::cmd_pg::wal_fetch(&s, a).await,
+        Command::WalConfig(a) => crate::cmd_pg::wal_config(&s, a).await,
+        Command::WalPrune(a) => crate::cmd_pg::wal_prune(&s, a).await,
+        Command::Status(a) => crate::cmd_schedule::status(&s, a).await,
+        Command::Schedule(c) => crate::cmd_schedule::schedule(&s, c).await,
+        Command::RunScheduler(a) => crate::cmd_schedule::run_scheduler(&s, a).await,
+        Command::Catalog(c) => crate::cmd_schedule::catalog_cmd(&s, c).await,
+        Command::RestorePoint(c) => crate::cmd_schedule::restore_point(&s, c).await,
+        Command::Version => version(&s),
+        Command::Job(a) => {
+            let id = uuid::Uuid::parse_str(&a.id).with_context(|| format!("job {:?}: expected a UUID", a.id))?;
+            print_json(&s.catalog().await?.get_job(id).await?)?;
+            Ok(0)
+        }
+        Command::RestoreStatus(a) => {
+            let id = uuid::Uuid::parse_str(&a.id)
+                .with_context(|| format!("restore {:?}: expected a UUID", a.id))?;
+            let r = s.catalog().await?.get_restore_job(id).await?;
+            print_json(&r)?;
+            Ok(if r.status == backup_core::catalog::JobStatus::Failed { 1 } else { 0 })
+        }
+        Command::Event(a) => crate::cmd_schedule::event(&s, a).await,
+        Command::Metrics => crate::cmd_schedule::metrics(&s).await,
+        Command::ApiDoc => {
+            print!("{}", include_str!("../../backup-server/openapi.json"));
             Ok(0)
         }
     }
+}
+
+/// `version`.
+pub fn version(s: &Settings) -> Result<u8> {
+    let v = env!("CARGO_PKG_VERSION");
+    if s.json {
+        println!(
+            "{}",
+            json!({"cli_version": v, "core_version": v, "repository_format": backup_core::repository::FORMAT_VERSION})
+        );
+    } else {
+        println!(
+            "data-backup-manager {v} (repository format {})",
+            backup_core::repository::FORMAT_VERSION
+        );
+    }
+    Ok(0)
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
@@ -124,14 +156,18 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
         })
         .map(|t| t.parse())
         .collect::<backup_core::Result<Vec<_>>>()?;
+    let targets = crate::cmd_pg::resolve_specs(s, targets)?;
     let repo = s.open().await?;
+    // PostgreSQL's kinds of backup: both store everything anew (a full backup).
+    let (backup_type, pg_mode) = match a.backup_type.as_deref() {
+        Some(m @ ("base" | "logical")) => (Some(BackupType::Full), Some(m.parse()?)),
+        t => (t.map(str::parse::<BackupType>).transpose()?, None),
+    };
     let opts = backup::BackupOptions {
         targets,
-        backup_type: a
-            .backup_type
-            .as_deref()
-            .map(str::parse::<BackupType>)
-            .transpose()?,
+        backup_type,
+        pg_mode,
+        databases: a.databases,
         excludes: a.excludes,
         description: a.description,
         tags: a.tags,
@@ -139,7 +175,17 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
         parent: a.parent,
         read_concurrency: None,
     };
-    let snap = backup::backup(&repo, &opts, &s.bar()).await?;
+    // The catalog record never makes the backup fail (warnings only).
+    let rec = crate::cmd_schedule::record_start(
+        s,
+        &opts.targets,
+        opts.backup_type.map(|t| t.to_string()).as_deref(),
+        opts.description.clone(),
+    )
+    .await;
+    let result = backup::backup(&repo, &opts, &s.bar()).await;
+    crate::cmd_schedule::record_finish(rec, &result).await;
+    let snap = result?;
     if s.json {
         print_json(&snapshot_json(&snap))?;
     } else {
@@ -178,6 +224,12 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
 }
 
 async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
+    if crate::cmd_pg::is_pg_restore(s, &a.targets) {
+        return crate::cmd_pg::restore(s, &a.snapshot, &a.targets, a.destination, a.pg).await;
+    }
+    if crate::cmd_bucket::is_bucket_destination(&a) {
+        return crate::cmd_bucket::restore(s, a).await;
+    }
     if a.format.is_some() && a.destination.is_some() {
         bail!("--format tar writes to stdout; drop --destination (or redirect: > file.tar)");
     }
@@ -288,46 +340,27 @@ async fn tar_out(repo: Arc<Repository>, snap: Snapshot, path: std::path::PathBuf
 
 async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
     let repo = s.open().await?;
-    let since = match &a.since {
-        Some(d) => Some(
-            Utc.from_utc_datetime(
-                &NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                    .with_context(|| format!("--since {d:?}: expected YYYY-MM-DD"))?
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight"),
-            ),
-        ),
-        None => None,
+    let filter = backup_core::service::backup::ListFilter {
+        backup_type: a.backup_type,
+        target: a.target,
+        since: a.since,
     };
-    let ty = a
-        .backup_type
-        .as_deref()
-        .map(str::parse::<BackupType>)
-        .transpose()?;
-    // A name from the config file stands for its spec.
-    let target = a.target.as_deref().map(|t| s.target(t));
-    let (all, damaged) = repo.snapshots_and_failures().await?;
-    for (id, e) in &damaged {
+    let listing = backup_core::service::backup::list(&repo, &s.config, &filter).await?;
+    for d in &listing.damaged {
+        let short = d["short_id"].as_str().unwrap_or_default();
         eprintln!(
-            "warning: snapshot {} cannot be read: {e} (see check; forget {} removes it)",
-            id.short(),
-            id.short()
+            "warning: snapshot {short} cannot be read: {} (see check; forget {short} removes it)",
+            d["error"].as_str().unwrap_or_default()
         );
     }
-    let warn = if damaged.is_empty() { 0 } else { WARNING };
-    let snaps: Vec<Snapshot> = all
-        .into_iter()
-        .filter(|x| ty.is_none_or(|t| x.backup_type == t))
-        .filter(|x| since.is_none_or(|d| x.time >= d))
-        .filter(|x| match target.as_deref() {
-            None => true,
-            Some(t) if !t.contains(':') => x.target_kind == t,
-            Some(t) => x.targets.iter().any(|xt| xt == t),
-        })
-        .collect();
+    print_listing(s, &listing.snapshots)?;
+    Ok(if listing.damaged.is_empty() { 0 } else { WARNING })
+}
+
+/// Prints a listing of snapshots (as JSON objects: local, or from `GET /api/v1/backup/list`).
+pub fn print_listing(s: &Settings, snaps: &[Value]) -> Result<()> {
     if s.json {
-        print_json(&snaps.iter().map(snapshot_json).collect::<Vec<_>>())?;
-        return Ok(warn);
+        return print_json(&snaps);
     }
     let mut t = table(&[
         "ID",
@@ -339,9 +372,10 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
         "Status",
         "Description",
     ]);
-    for x in &snaps {
+    for v in snaps {
+        let x: Snapshot = serde_json::from_value(v.clone()).context("reading a snapshot")?;
         t.add_row(vec![
-            x.id.short(),
+            v["short_id"].as_str().unwrap_or_default().to_string(),
             x.time.format("%Y-%m-%d %H:%M:%S").to_string(),
             x.backup_type.to_string(),
             x.targets.join(","),
@@ -359,7 +393,7 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
     }
     println!("{t}");
     println!("{} snapshot(s)", snaps.len());
-    Ok(warn)
+    Ok(())
 }
 
 async fn ls(s: &Settings, a: LsArgs) -> Result<u8> {
@@ -429,18 +463,40 @@ async fn dump(s: &Settings, a: DumpArgs) -> Result<u8> {
 }
 
 async fn verify(s: &Settings, a: VerifyArgs) -> Result<u8> {
+    let Some(snapshot) = a.snapshot.filter(|_| !a.wal) else {
+        return crate::cmd_pg::verify_wal(s).await;
+    };
     let repo = s.open().await?;
-    let snap = repo.find_snapshot(&a.snapshot).await?;
-    let r = check::verify(&repo, &snap, &s.bar()).await?;
+    // A job id needs the catalog; a snapshot id does not.
+    let cat = if uuid::Uuid::parse_str(&snapshot).is_ok() {
+        Some(s.catalog().await?)
+    } else {
+        s.catalog().await.ok()
+    };
+    let r = backup_core::service::verify::verify(
+        cat.as_deref(),
+        &repo,
+        &snapshot,
+        &s.actor(),
+        &s.bar(),
+    )
+    .await?;
+    print_verification(s, &r)
+}
+
+/// Prints a verification (local, or from `POST /api/v1/backup/verify/{id}`); exit 1 when it
+/// failed.
+pub fn print_verification(s: &Settings, v: &backup_core::service::verify::Verification) -> Result<u8> {
+    let r = &v.report;
     if s.json {
-        print_json(&r)?;
+        print_json(v)?;
     } else {
         for e in &r.errors {
             println!("FAILED {}: {}", e.path, e.message);
         }
         println!(
             "snapshot {}: {} files, {} verified{}",
-            snap.id.short(),
+            &r.snapshot[..8.min(r.snapshot.len())],
             r.files,
             size(r.bytes),
             if r.ok {
@@ -737,13 +793,8 @@ async fn key(s: &Settings, k: KeyCommand) -> Result<u8> {
     Ok(0)
 }
 
-async fn status_cmd(s: &Settings) -> Result<u8> {
-    let repo = s.open().await?;
-    let st = status::status(&repo).await?;
-    if s.json {
-        print_json(&st)?;
-        return Ok(0);
-    }
+/// The repository lines of `status`.
+pub fn print_repo_status(st: &status::RepoStatus) {
     println!(
         "repository       {} ({})",
         st.location,
@@ -781,5 +832,4 @@ async fn status_cmd(s: &Settings) -> Result<u8> {
         size(st.logical_bytes)
     );
     println!("space saving     {:.1}%", st.space_saving_percent);
-    Ok(0)
 }

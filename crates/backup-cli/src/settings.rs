@@ -1,71 +1,38 @@
 //! Stage two of parsing: resolve the repository, password and named targets from flags, the
 //! environment and the config file (config < environment < flags).
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use backup_core::repository::{InitOptions, Repository};
-use serde::Deserialize;
 
 use crate::cli::Global;
 
-/// Default repository: the main job needs no server and no setup.
-pub const DEFAULT_REPOSITORY: &str = "./data/backups";
-
-/// `~/.vrooli/data-backup-manager/config.yaml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// Repository location.
-    pub repository: Option<String>,
-    /// File holding the repository password.
-    pub password_file: Option<PathBuf>,
-    /// Named targets: name → spec (e.g. `scenarios: files:/home/vrooli/scenarios`).
-    #[serde(default)]
-    pub targets: BTreeMap<String, String>,
-    /// Object-storage settings of an `s3://`, `gs://` or `az://` repository (endpoint,
-    /// region, keys, allow_http, …); the AWS_* / MINIO_* variables override them.
-    #[serde(default)]
-    pub storage: backup_core::store::cloud::CloudOptions,
-}
+/// The config file model lives in `backup-core` (`backup_core::config::Config`).
+pub use backup_core::config::Config as ConfigFile;
 
 pub struct Settings {
     pub repo: String,
     /// --password-file or DBM_PASSWORD_FILE.
     password_file: Option<PathBuf>,
     pub no_lock: bool,
+    /// The config file with the environment applied (flags are applied on top here).
     pub config: ConfigFile,
     pub json: bool,
     pub quiet: bool,
-}
-
-fn default_config_path() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|h| Path::new(&h).join(".vrooli/data-backup-manager/config.yaml"))
+    pub verbose: bool,
 }
 
 impl Settings {
     pub fn resolve(g: &Global) -> Result<Settings> {
-        let (path, explicit) = match &g.config {
-            Some(p) => (Some(p.clone()), true),
-            None => (default_config_path(), false),
-        };
-        let config = match path {
-            Some(p) if p.exists() || explicit => {
-                let text = std::fs::read_to_string(&p)
-                    .with_context(|| format!("reading config file {}", p.display()))?;
-                serde_yaml_ng::from_str(&text)
-                    .with_context(|| format!("config file {}", p.display()))?
-            }
-            _ => ConfigFile::default(),
-        };
-        let repo = g
-            .repo
-            .clone()
-            .or_else(|| config.repository.clone())
-            .unwrap_or_else(|| DEFAULT_REPOSITORY.to_string());
+        // File < environment (DBM_*) < flags.
+        let mut config = ConfigFile::load_with_env(g.config.as_deref())?;
+        if let Some(r) = &g.repo {
+            config.repository = Some(r.clone());
+        }
+        let repo = config.repository();
         Ok(Settings {
             repo,
             password_file: g.password_file.clone(),
@@ -73,6 +40,7 @@ impl Settings {
             config,
             json: g.json,
             quiet: g.quiet,
+            verbose: g.verbose,
         })
     }
 
@@ -95,6 +63,13 @@ impl Settings {
 
     pub async fn open(&self) -> Result<Arc<Repository>> {
         let store = backup_core::store::open_store_with(&self.repo, false, &self.config.storage)?;
+        // A key file (made by `wal-config --key-file`) opens its own key slot without Argon2id's cost.
+        if let Some(k) = std::env::var_os("DBM_KEY_FILE").filter(|k| Path::new(k).is_file()) {
+            let repo =
+                backup_core::repository::keyfile::open_with_key_file(store, k.as_ref()).await?;
+            repo.set_no_lock(self.no_lock);
+            return Ok(Arc::new(repo));
+        }
         let pw = self.password(false)?;
         let repo = Repository::open(store, &pw).await?;
         repo.set_no_lock(self.no_lock);
@@ -119,6 +94,27 @@ impl Settings {
             .get(name)
             .cloned()
             .unwrap_or_else(|| name.to_string())
+    }
+
+    /// Opens the catalog: PostgreSQL when DBM_DATABASE_URL / DATABASE_URL / `database_url:`
+    /// names one, else the embedded catalog (DBM_CATALOG_DIR, `catalog_dir:`, default
+    /// ~/.local/share/data-backup-manager).
+    pub async fn catalog(&self) -> Result<Arc<dyn backup_core::catalog::Catalog>> {
+        Ok(
+            backup_core::catalog::open(&backup_core::catalog::CatalogOptions::from_config(
+                &self.config,
+            ))
+            .await?,
+        )
+    }
+
+    /// Who is asking, for the audit log: `cli:<user>`.
+    pub fn actor(&self) -> String {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            // SAFETY: getuid has no preconditions.
+            .unwrap_or_else(|_| format!("uid{}", unsafe { libc::getuid() }));
+        format!("cli:{user}")
     }
 }
 

@@ -35,12 +35,29 @@ fn cli_reference_matches_help() {
         "key",
         "repair-index",
         "status",
+        "schedule",
+        "run-scheduler",
+        "catalog",
+        "restore-point",
         "version",
+        "wal-push",
+        "wal-fetch",
+        "wal-config",
+        "wal-prune",
     ] {
         commands.push(vec![c]);
     }
     for k in ["add", "list", "remove"] {
         commands.push(vec!["key", k]);
+    }
+    for k in ["list", "create", "update", "delete", "enable", "disable"] {
+        commands.push(vec!["schedule", k]);
+    }
+    for k in ["rebuild", "jobs", "audit"] {
+        commands.push(vec!["catalog", k]);
+    }
+    for k in ["create", "list", "delete"] {
+        commands.push(vec!["restore-point", k]);
     }
     for c in commands {
         let h = help(&c);

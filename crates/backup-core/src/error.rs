@@ -39,6 +39,13 @@ pub enum ErrorKind {
     Store,
     /// Local filesystem I/O failed.
     Io,
+    /// The catalog (embedded file or PostgreSQL) failed.
+    Catalog,
+    /// A catalog record (job, schedule, restore point) that does not exist.
+    NotFound,
+    /// A catalog record that already exists (e.g. a schedule name), or a state change that
+    /// is not allowed now.
+    Conflict,
 }
 
 /// The error type of `backup-core`.
@@ -103,6 +110,18 @@ pub enum Error {
     /// See [`ErrorKind::Store`].
     #[error("object store: {0}")]
     Store(object_store::Error),
+    /// An S3 API call failed (bucket target): kind [`ErrorKind::Store`].
+    #[error("S3 {resource}: {code}{}{}", if *status > 0 { format!(" (HTTP {status})") } else { String::new() }, if message.is_empty() { String::new() } else { format!(": {message}") })]
+    S3 {
+        /// `bucket/key` (or the bucket, or the call) involved.
+        resource: String,
+        /// HTTP status, 0 when no response arrived.
+        status: u16,
+        /// S3 error code (`NoSuchKey`, `AccessDenied`, `PreconditionFailed`, ...).
+        code: String,
+        /// The server's message or what failed.
+        message: String,
+    },
     /// See [`ErrorKind::Io`].
     #[error("{}: {error}", crate::repository::tree::display_path(path))]
     Io {
@@ -111,6 +130,21 @@ pub enum Error {
         /// The underlying error (shown in the message, not repeated as a source).
         error: std::io::Error,
     },
+    /// See [`ErrorKind::Catalog`].
+    #[error("catalog {what}: {reason}")]
+    Catalog {
+        /// The catalog location (a path, or a database URL without its password) or the
+        /// record involved.
+        what: String,
+        /// What failed.
+        reason: String,
+    },
+    /// See [`ErrorKind::NotFound`].
+    #[error("{0} not found")]
+    NotFound(String),
+    /// See [`ErrorKind::Conflict`].
+    #[error("{0}")]
+    Conflict(String),
     /// Several independent failures (e.g. files that failed to restore).
     #[error("{count} errors, first: {first}")]
     Many {
@@ -134,8 +168,11 @@ impl Error {
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Destination { .. } => ErrorKind::Destination,
             Error::Target { .. } => ErrorKind::Target,
-            Error::Store(_) => ErrorKind::Store,
+            Error::Store(_) | Error::S3 { .. } => ErrorKind::Store,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Catalog { .. } => ErrorKind::Catalog,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Conflict(_) => ErrorKind::Conflict,
             Error::Many { first, .. } => first.kind(),
         }
     }
@@ -144,6 +181,13 @@ impl Error {
         Error::Io {
             path: path.into(),
             error,
+        }
+    }
+
+    pub(crate) fn catalog(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Catalog {
+            what: what.into(),
+            reason: reason.to_string(),
         }
     }
 

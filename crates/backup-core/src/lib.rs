@@ -9,6 +9,11 @@
 //! * [`target`] — what is backed up ([`target::TargetSpec`], [`target::Target`]; files, and
 //!   streamed sources such as dumps and bucket objects).
 //! * [`engine`] — backup, restore, check/verify, forget/prune, browse (ls, diff, dump, tar).
+//! * [`config`] — the config file model (`~/.vrooli/data-backup-manager/config.yaml`).
+//! * [`catalog`] — job, schedule, restore-point and audit records (embedded or PostgreSQL).
+//! * [`scheduler`] — cron schedules, job queue, retries, retention, restore drills.
+//! * [`events`] — published events and their sinks (webhooks, `NOTIFY`, log).
+//! * [`health`] — healthy/degraded/critical and the PRD's status report.
 //!
 //! ```no_run
 //! # async fn demo() -> backup_core::Result<()> {
@@ -24,10 +29,17 @@
 
 #![warn(missing_docs)]
 
+pub mod catalog;
+pub mod config;
 pub mod engine;
 pub mod error;
+pub mod events;
+pub mod health;
 pub mod progress;
 pub mod repository;
+pub mod s3;
+pub mod scheduler;
+pub mod service;
 pub mod store;
 pub mod target;
 

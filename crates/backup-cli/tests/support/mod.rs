@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod pg;
+
 /// Name of the binary under test.
 pub const BIN_NAME: &str = "data-backup-manager";
 /// Path of the binary under test, as built by cargo for these tests.
@@ -205,6 +207,10 @@ impl Repo {
             Password::Env(p) => cmd.env("DBM_PASSWORD", p),
             Password::None => cmd.env_remove("DBM_PASSWORD"),
         };
+        // Each test repository gets its own embedded catalog next to it.
+        cmd.env("DBM_CATALOG_DIR", self.path.with_file_name("catalog"))
+            .env_remove("DBM_DATABASE_URL")
+            .env_remove("DATABASE_URL");
         cmd.arg("--repo").arg(&self.path).timeout(CMD_TIMEOUT);
         cmd
     }
@@ -256,6 +262,9 @@ impl Repo {
     {
         std::process::Command::new(BIN_PATH)
             .env("DBM_PASSWORD", &self.password)
+            .env("DBM_CATALOG_DIR", self.path.with_file_name("catalog"))
+            .env_remove("DBM_DATABASE_URL")
+            .env_remove("DATABASE_URL")
             .arg("--repo")
             .arg(&self.path)
             .args(os_args(args))

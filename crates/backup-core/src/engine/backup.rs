@@ -60,6 +60,11 @@ pub struct BackupOptions {
     pub parent: Option<String>,
     /// Files read concurrently. Default: 2 × cores (at least 4).
     pub read_concurrency: Option<usize>,
+    /// PostgreSQL targets: logical dumps (default) or a base backup for point-in-time recovery.
+    pub pg_mode: Option<crate::target::postgres::PgBackupMode>,
+    /// PostgreSQL targets, logical: the databases to dump (default: every database that allows
+    /// connections, templates excluded).
+    pub databases: Vec<String>,
 }
 
 impl BackupOptions {
@@ -161,7 +166,19 @@ pub async fn backup(
             excludes = excludes.with_path(real);
         }
     }
-    let target = crate::target::open(&opts.targets, excludes)?;
+    let target = match opts.targets.first() {
+        Some(TargetSpec::Postgres(_)) => crate::target::postgres::open(
+            &opts.targets,
+            opts.pg_mode.unwrap_or_default(),
+            &opts.databases,
+        )?,
+        _ if opts.pg_mode.is_some() || !opts.databases.is_empty() => {
+            return Err(Error::InvalidInput(
+                "a PostgreSQL backup type or database applies to postgres targets only".into(),
+            ))
+        }
+        _ => crate::target::open(&opts.targets, excludes)?,
+    };
     backup_target_at(repo, target, opts, progress, started, time).await
 }
 

@@ -1,14 +1,14 @@
 //! Repository status: size, snapshot count, last snapshot, compression and dedup ratios.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::repository::pack::BlobType;
 use crate::repository::Repository;
 
 /// Status of a repository. Sizes in bytes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepoStatus {
     /// Repository location.
     pub location: String,

@@ -119,12 +119,12 @@ pub async fn add_key(
     Ok(id)
 }
 
-async fn read_key_file(store: &dyn Store, path: &str) -> Result<KeyFile> {
+pub(crate) async fn read_key_file(store: &dyn Store, path: &str) -> Result<KeyFile> {
     let data = store.get(path).await?;
     serde_json::from_slice(&data).map_err(|e| Error::corrupt(path, e.to_string()))
 }
 
-fn try_unwrap(path: &str, kf: &KeyFile, password: &[u8]) -> Result<Option<MasterKey>> {
+pub(crate) fn try_unwrap(path: &str, kf: &KeyFile, password: &[u8]) -> Result<Option<MasterKey>> {
     if kf.kdf.algorithm != "argon2id" {
         return Err(Error::corrupt(
             path,

@@ -18,6 +18,7 @@ pub mod chunker;
 pub mod crypto;
 pub mod id;
 pub mod index;
+pub mod keyfile;
 pub mod keys;
 pub mod lock;
 pub mod pack;
