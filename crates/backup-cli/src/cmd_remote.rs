@@ -183,9 +183,14 @@ pub async fn run(cli: Cli, url: &str, s: &Settings) -> Result<u8> {
             Ok(0)
         }
         Command::Verify(a) => {
+            let Some(snapshot) = a.snapshot.as_deref().filter(|_| !a.wal) else {
+                anyhow::bail!(
+                    "verify --wal (the WAL archive) has no API endpoint: run it without --api-url"
+                );
+            };
             let (_, v) = c
                 .post(
-                    &format!("/api/v1/backup/verify/{}", enc(&a.snapshot)),
+                    &format!("/api/v1/backup/verify/{}", enc(snapshot)),
                     json!({}),
                 )
                 .await?;
