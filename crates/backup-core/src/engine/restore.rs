@@ -35,6 +35,12 @@ use crate::repository::snapshot::{PathError, Snapshot};
 use crate::repository::tree::{display_path, Node, NodeKind};
 use crate::repository::{pack_path, Repository};
 
+/// Largest ranged read of neighbouring blobs during restore, bytes.
+const READ_RUN_BYTES: u64 = 8 << 20;
+/// Neighbouring blobs this far apart (unused bytes between them, e.g. blobs of files not being
+/// restored) are still read in one request, bytes.
+const READ_GAP_BYTES: u64 = 256 << 10;
+
 /// How to restore.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -349,8 +355,9 @@ async fn run(
         async move {
             let path = pack_path(&pack);
             let rt = tokio::runtime::Handle::current();
-            // Blobs are fetched one at a time on this blocking thread: memory stays at one blob
-            // per pack in flight, whatever the pack size.
+            // Blobs are fetched on this blocking thread in runs of neighbours (one ranged read
+            // per run, not per blob: on S3 a request per small file would dominate): memory
+            // stays at one run (at most READ_RUN_BYTES, or one larger blob) per pack in flight.
             tokio::task::spawn_blocking(move || {
                 let key = repo.key();
                 let mut open: Option<(usize, File)> = None;
@@ -359,14 +366,32 @@ async fn run(
                     .iter()
                     .map(|(b, t)| b.raw_len as u64 * t.len() as u64)
                     .sum();
-                for (b, targets) in blobs.iter() {
-                    let range = b.offset as u64..b.offset as u64 + b.len as u64;
-                    let data = rt
-                        .block_on(repo.store().get_range(&path, range))
-                        .map_err(|e| {
-                            Error::corrupt(&path, format!("cannot read blob {}: {e}", b.id.short()))
-                        })
-                        .and_then(|env| open_blob(&key.data, &key.id_key, &path, b, &env));
+                let mut blobs = blobs;
+                blobs.sort_by_key(|(b, _)| b.offset);
+                let mut run: Option<(u64, Result<bytes::Bytes>)> = None;
+                for (i, (b, targets)) in blobs.iter().enumerate() {
+                    let (start, end) = (b.offset as u64, b.offset as u64 + b.len as u64);
+                    let cached = matches!(&run, Some((s, Ok(d))) if *s <= start && end <= *s + d.len() as u64);
+                    if !cached {
+                        let mut run_end = end;
+                        for (n, _) in &blobs[i + 1..] {
+                            let (ns, ne) = (n.offset as u64, n.offset as u64 + n.len as u64);
+                            if ns > run_end + READ_GAP_BYTES || ne - start > READ_RUN_BYTES {
+                                break;
+                            }
+                            run_end = run_end.max(ne);
+                        }
+                        run = Some((start, rt.block_on(repo.store().get_range(&path, start..run_end))));
+                    }
+                    let data = match &run {
+                        Some((s, Ok(d))) => Ok(d.slice((start - s) as usize..(end - s) as usize)),
+                        Some((_, Err(e))) => Err(Error::corrupt(
+                            &path,
+                            format!("cannot read blob {}: {e}", b.id.short()),
+                        )),
+                        None => unreachable!("a run was just read"),
+                    }
+                    .and_then(|env| open_blob(&key.data, &key.id_key, &path, b, &env));
                     let data = match data {
                         Ok(d) => d,
                         Err(e) => {

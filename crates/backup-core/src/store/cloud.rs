@@ -36,9 +36,9 @@
 //!   aborted; parts left by a killed process are aborted by `prune` (`ListMultipartUploads`,
 //!   `AbortMultipartUpload`), which runs under the exclusive lock.
 //! * Verification: every request body is signed with its SHA-256 (SigV4
-//!   `x-amz-content-sha256`), so the server rejects a body damaged in transit; the SHA-256 is
-//!   also sent as `x-amz-checksum-sha256` (checked by servers that implement flexible
-//!   checksums). After the upload the returned ETag is compared with the MD5 of what was sent
+//!   `x-amz-content-sha256`), so the server rejects a body damaged in transit (a second
+//!   SHA-256 as `x-amz-checksum-sha256` would only cost CPU: it checks the same bytes).
+//!   After the upload the returned ETag is compared with the MD5 of what was sent
 //!   (single PUT: `MD5(body)`; multipart: `MD5(MD5(part 1) ‖ … ‖ MD5(part n))-n`), and the
 //!   stored size is compared after a multipart upload or when the server's ETag is not an MD5
 //!   (GCS, Azure, SSE-KMS: set `verify_etag: false` there). A mismatch deletes the object and
@@ -65,7 +65,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
-use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer, Checksum};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer};
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
 use object_store::prefix::PrefixStore;
@@ -418,8 +418,7 @@ impl S3Settings {
             .with_retry(self.retry())
             .with_client_options(self.client_options())
             .with_allow_http(self.allow_http)
-            .with_virtual_hosted_style_request(self.virtual_hosted_style)
-            .with_checksum_algorithm(Checksum::SHA256);
+            .with_virtual_hosted_style_request(self.virtual_hosted_style);
         if let Some(e) = &self.endpoint {
             b = b.with_endpoint(e);
         }
