@@ -30,7 +30,9 @@ pub struct Cli {
 /// Flags accepted by every command.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Repository location: a local path (default ./data/backups, or `repository:` in the config file).
+    /// Repository location: a local path (default ./data/backups, or `repository:` in the config
+    /// file), or s3://bucket/prefix, gs://bucket/prefix, az://container/prefix (settings from
+    /// AWS_* / MINIO_* variables or the config's `storage:` section).
     #[arg(long, short = 'r', global = true, env = "DBM_REPOSITORY")]
     pub repo: Option<String>,
     /// Read the repository password from this file (first line). Else DBM_PASSWORD, else a prompt.
@@ -83,6 +85,8 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Delete data no snapshot uses.
     Prune(PruneArgs),
+    /// Copy snapshots to another repository (local <-> S3), re-encrypted and deduplicated there.
+    Copy(crate::cmd_copy::CopyArgs),
     /// Manage the repository's keys (passwords).
     #[command(subcommand)]
     Key(KeyCommand),
@@ -154,7 +158,9 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// Snapshot id (or unique prefix), or `latest`.
     pub snapshot: String,
-    /// Destination directory; source /a/b is restored at DIR/a/b.
+    /// Destination directory; source /a/b is restored at DIR/a/b. For a minio snapshot:
+    /// minio:<bucket>[/prefix] (or minio: for each bucket under its own name); the server is
+    /// the backup's (AWS_*/MINIO_* variables) unless DBM_DEST_AWS_* variables name another.
     #[arg(long, short = 't', required_unless_present = "format")]
     pub destination: Option<PathBuf>,
     /// Restore only this path of the snapshot (absolute, repeatable).

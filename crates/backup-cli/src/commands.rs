@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Forget(a) => forget_cmd(&s, a).await,
         Command::Prune(a) => prune_cmd(&s, a).await,
         Command::Key(k) => key(&s, k).await,
+        Command::Copy(a) => crate::cmd_copy::run(&s, a).await,
         Command::RepairIndex => {
             let repo = s.open().await?;
             let r = backup_core::engine::repair::rebuild_index(&repo, &s.bar()).await?;
@@ -215,6 +216,9 @@ async fn backup_cmd(s: &Settings, a: BackupArgs) -> Result<u8> {
 }
 
 async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
+    if crate::cmd_bucket::is_bucket_destination(&a) {
+        return crate::cmd_bucket::restore(s, a).await;
+    }
     if a.format.is_some() && a.destination.is_some() {
         bail!("--format tar writes to stdout; drop --destination (or redirect: > file.tar)");
     }
@@ -236,6 +240,24 @@ async fn restore_cmd(s: &Settings, a: RestoreArgs) -> Result<u8> {
                 }
                 include.push(p);
             }
+            backup_core::target::TargetSpec::Scenario(name) => {
+                let p = backup_core::target::scenario::scenarios_root()
+                    .join(name.as_deref().unwrap_or(""));
+                let p = backup_core::target::files::absolute(&p)?;
+                if !snap.paths.iter().any(|sp| p.starts_with(sp.as_str())) {
+                    bail!(
+                        "target {t} ({}) is not in snapshot {} (it holds {})",
+                        p.display(),
+                        snap.id.short(),
+                        snap.paths.join(", ")
+                    );
+                }
+                include.push(p);
+            }
+            other => bail!(
+                "restoring a {} target is not available in this build ({other})",
+                other.kind()
+            ),
         }
     }
     if a.format.as_deref() == Some("tar") {

@@ -6,6 +6,8 @@
 //! human table or `--json`. Exit codes: 0 ok, 1 error, 2 warning (e.g. a partial backup).
 
 mod cli;
+mod cmd_bucket;
+mod cmd_copy;
 mod cmd_remote;
 mod cmd_schedule;
 mod commands;

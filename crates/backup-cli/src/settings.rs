@@ -62,7 +62,7 @@ impl Settings {
     }
 
     pub async fn open(&self) -> Result<Arc<Repository>> {
-        let store = backup_core::store::open_store(&self.repo, false)?;
+        let store = backup_core::store::open_store_with(&self.repo, false, &self.config.storage)?;
         let pw = self.password(false)?;
         let repo = Repository::open(store, &pw).await?;
         repo.set_no_lock(self.no_lock);
@@ -71,7 +71,7 @@ impl Settings {
 
     pub async fn init(&self, opts: InitOptions) -> Result<Arc<Repository>> {
         let pw = self.password(true)?;
-        let store = backup_core::store::open_store(&self.repo, true)?;
+        let store = backup_core::store::open_store_with(&self.repo, true, &self.config.storage)?;
         Ok(Arc::new(Repository::init(store, &pw, opts).await?))
     }
 

@@ -84,6 +84,11 @@ pub struct Config {
     /// `backup-server`; kept opaque here so the core and the CLI accept a file that has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<serde_yaml_ng::Value>,
+    /// Object-storage settings of an `s3://`, `gs://` or `az://` repository (endpoint,
+    /// region, keys, allow_http, …); the AWS_* / MINIO_* variables override them. Never
+    /// serialized (it may hold keys).
+    #[serde(default, skip_serializing)]
+    pub storage: crate::store::cloud::CloudOptions,
 }
 
 /// A schedule as written in the config file (see [`crate::catalog::NewSchedule`]).

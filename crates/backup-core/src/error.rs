@@ -110,6 +110,18 @@ pub enum Error {
     /// See [`ErrorKind::Store`].
     #[error("object store: {0}")]
     Store(object_store::Error),
+    /// An S3 API call failed (bucket target): kind [`ErrorKind::Store`].
+    #[error("S3 {resource}: {code}{}{}", if *status > 0 { format!(" (HTTP {status})") } else { String::new() }, if message.is_empty() { String::new() } else { format!(": {message}") })]
+    S3 {
+        /// `bucket/key` (or the bucket, or the call) involved.
+        resource: String,
+        /// HTTP status, 0 when no response arrived.
+        status: u16,
+        /// S3 error code (`NoSuchKey`, `AccessDenied`, `PreconditionFailed`, ...).
+        code: String,
+        /// The server's message or what failed.
+        message: String,
+    },
     /// See [`ErrorKind::Io`].
     #[error("{}: {error}", crate::repository::tree::display_path(path))]
     Io {
@@ -156,7 +168,7 @@ impl Error {
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Destination { .. } => ErrorKind::Destination,
             Error::Target { .. } => ErrorKind::Target,
-            Error::Store(_) => ErrorKind::Store,
+            Error::Store(_) | Error::S3 { .. } => ErrorKind::Store,
             Error::Io { .. } => ErrorKind::Io,
             Error::Catalog { .. } => ErrorKind::Catalog,
             Error::NotFound(_) => ErrorKind::NotFound,

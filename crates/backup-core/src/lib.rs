@@ -6,7 +6,8 @@
 //!
 //! * [`repository`] — the format: chunker, packs, index, trees, snapshots, keys, locks.
 //! * [`store`] — where objects live ([`Store`], over `object_store`).
-//! * [`target`] — what is backed up ([`target::TargetSpec`]; `files:<path>` today).
+//! * [`target`] — what is backed up ([`target::TargetSpec`], [`target::Target`]; files, and
+//!   streamed sources such as dumps and bucket objects).
 //! * [`engine`] — backup, restore, check/verify, forget/prune, browse (ls, diff, dump, tar).
 //! * [`config`] — the config file model (`~/.vrooli/data-backup-manager/config.yaml`).
 //! * [`catalog`] — job, schedule, restore-point and audit records (embedded or PostgreSQL).
@@ -36,6 +37,7 @@ pub mod events;
 pub mod health;
 pub mod progress;
 pub mod repository;
+pub mod s3;
 pub mod scheduler;
 pub mod service;
 pub mod store;

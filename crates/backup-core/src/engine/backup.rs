@@ -36,8 +36,8 @@ use crate::repository::packer::PackerHandle;
 use crate::repository::snapshot::{BackupType, PathError, Snapshot, Summary};
 use crate::repository::tree::{display_path, Node, NodeKind, Tree};
 use crate::repository::{Repository, FORMAT_VERSION};
-use crate::target::files::{Excludes, FilesTarget};
-use crate::target::{Source, Target, TargetSpec, WalkEvent};
+use crate::target::files::Excludes;
+use crate::target::{Source, StreamSource, Target, TargetSpec, WalkEvent};
 
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
@@ -81,6 +81,8 @@ enum Item {
     Read(Vec<(Node, PathBuf, Option<Node>)>),
     HardLink(Node, (u64, u64), bool),
     Error(PathError),
+    /// A streamed entry to read: node, source, parent node, display path.
+    Stream(Node, StreamSource, Option<Node>, String),
 }
 
 enum Done {
@@ -150,13 +152,6 @@ pub async fn backup(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let paths: Vec<PathBuf> = opts
-        .targets
-        .iter()
-        .map(|t| match t {
-            TargetSpec::Files(p) => p.clone(),
-        })
-        .collect();
     let mut excludes = Excludes::new(&opts.excludes)?;
     // A repository inside a source folder is never backed up into itself.
     if let Some(root) = repo.store().local_root() {
@@ -166,7 +161,36 @@ pub async fn backup(
             excludes = excludes.with_path(real);
         }
     }
-    let target = Arc::new(FilesTarget::new(&paths, excludes)?);
+    let target = crate::target::open(&opts.targets, excludes)?;
+    backup_target_at(repo, target, opts, progress, started, time).await
+}
+
+/// Backs up a [`Target`] built by the caller (a custom source, or one of ours opened with
+/// options that [`BackupOptions`] does not carry). `opts.targets` is recorded in the snapshot
+/// as given; the parent is the newest snapshot of the same host, kind and
+/// [`Target::paths`]. Errors: as [`backup`].
+pub async fn backup_target(
+    repo: &Arc<Repository>,
+    target: Arc<dyn Target>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<Snapshot> {
+    if opts.retention_days.is_some_and(|d| d > MAX_RETENTION_DAYS) {
+        return Err(Error::InvalidInput(format!(
+            "retention days must be at most {MAX_RETENTION_DAYS} (100 years)"
+        )));
+    }
+    backup_target_at(repo, target, opts, progress, Instant::now(), Utc::now()).await
+}
+
+async fn backup_target_at(
+    repo: &Arc<Repository>,
+    target: Arc<dyn Target>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    started: Instant,
+    time: chrono::DateTime<Utc>,
+) -> Result<Snapshot> {
     let guard = lock::acquire(repo.store().clone(), false, "backup").await?;
     progress.phase("backing up");
     // The lock is held until the manifest is written: a prune in between would see this
@@ -199,6 +223,7 @@ pub async fn backup(
 async fn find_parent(
     repo: &Repository,
     opts: &BackupOptions,
+    kind: &str,
     host: &str,
     paths: &[String],
 ) -> Result<Option<Snapshot>> {
@@ -206,20 +231,21 @@ async fn find_parent(
         return repo.find_snapshot(p).await.map(Some);
     }
     let mut all = repo.snapshots().await?;
-    all.retain(|s| s.hostname == host && s.target_kind == "files" && s.paths == paths);
+    all.retain(|s| s.hostname == host && s.target_kind == kind && s.paths == paths);
     Ok(all.pop())
 }
 
 async fn run(
     repo: &Arc<Repository>,
     opts: &BackupOptions,
-    target: Arc<FilesTarget>,
+    target: Arc<dyn Target>,
     progress: &dyn Progress,
     time: chrono::DateTime<Utc>,
 ) -> Result<Snapshot> {
     let host = lock::hostname();
     let paths = target.paths();
-    let parent = find_parent(repo, opts, &host, &paths).await?;
+    let kind = target.kind();
+    let parent = find_parent(repo, opts, kind, &host, &paths).await?;
     let backup_type = match (opts.backup_type, &parent) {
         (_, None) => BackupType::Full,
         (Some(t), Some(_)) => t,
@@ -249,9 +275,12 @@ async fn run(
     // Walker: lstat, parent lookup and hard-link detection on one blocking thread.
     let walk_repo = repo.clone();
     let walk_handle = handle.clone();
+    let walk_target = target.clone();
     let rt = tokio::runtime::Handle::current();
     let walker = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut stack: Vec<ParentLevel> = vec![root_level];
+        // Names of the directories entered (for messages about streamed entries).
+        let mut dirs: Vec<Vec<u8>> = Vec::new();
         let mut links: HashMap<(u64, u64), ()> = HashMap::new();
         let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
         let mut send = |item: Item| {
@@ -277,7 +306,7 @@ async fn run(
             }
             Ok(())
         };
-        let walked = target.walk(&mut |ev| match ev {
+        let walked = walk_target.walk(&mut |ev| match ev {
             WalkEvent::EnterDir(node) => {
                 let prev = stack
                     .last()
@@ -299,10 +328,12 @@ async fn run(
                     None => None,
                 };
                 stack.push(level);
+                dirs.push(node.name.0.clone());
                 send(Item::EnterDir(node))
             }
             WalkEvent::LeaveDir => {
                 stack.pop();
+                dirs.pop();
                 send(Item::LeaveDir)
             }
             WalkEvent::Entry(node, source) => {
@@ -337,6 +368,34 @@ async fn run(
                             prev => send(Item::Read(vec![(node, path, prev)])),
                         }
                     }
+                    Source::Stream(src) if node.kind == NodeKind::File => match prev {
+                        Some(p)
+                            if reuse
+                                && src.version.is_some()
+                                && p.version == src.version
+                                && p.kind == NodeKind::File
+                                && p.error.is_none()
+                                && p.digest.is_some()
+                                && p.content.iter().all(|id| walk_handle.has(id)) =>
+                        {
+                            let mut n = node;
+                            n.content = p.content.clone();
+                            n.digest = p.digest;
+                            n.size = p.size;
+                            n.version = src.version;
+                            send(Item::Ready(n, Some(p), true))
+                        }
+                        prev => {
+                            let mut n = node;
+                            n.version = src.version.clone();
+                            let path = stream_path(&dirs, &n.name.0);
+                            send(Item::Stream(n, src, prev, path))
+                        }
+                    },
+                    Source::Stream(_) => Err(Error::InvalidInput(format!(
+                        "target {kind}: a streamed entry {} is not a file",
+                        stream_path(&dirs, &node.name.0)
+                    ))),
                     _ => send(Item::Ready(node, prev, false)),
                 }
             }
@@ -413,6 +472,22 @@ async fn run(
                     Item::LeaveDir => Ok(vec![Ok(Done::LeaveDir)]),
                     Item::HardLink(n, k, had) => Ok(vec![Ok(Done::HardLink(n, k, had))]),
                     Item::Error(e) => Ok(vec![Ok(Done::Error(e))]),
+                    Item::Stream(node, src, parent, path) => {
+                        let h = handle.clone();
+                        let done = tokio::task::spawn_blocking(move || {
+                            read_stream(&h, &chunker, &id_key, &digest_key, node, src, &path)
+                        })
+                        .await
+                        .map_err(|e| Error::InvalidInput(format!("reader task failed: {e}")))??;
+                        let (node, read) = done;
+                        Ok(vec![Ok(Done::File {
+                            node,
+                            parent,
+                            reused: false,
+                            read,
+                            warning: None,
+                        })])
+                    }
                 }
             }
         })
@@ -536,6 +611,10 @@ async fn run(
     summary.bytes_added = stats.bytes_stored;
     summary.raw_bytes_added = stats.raw_bytes;
     summary.blobs_added = stats.blobs;
+    let finisher = target.clone();
+    let meta = tokio::task::spawn_blocking(move || finisher.finish())
+        .await
+        .map_err(|e| Error::InvalidInput(format!("target finish failed: {e}")))??;
     Ok(Snapshot {
         id: Id::default(),
         version: FORMAT_VERSION,
@@ -543,7 +622,7 @@ async fn run(
         utc_offset: chrono::Local::now().offset().to_string(),
         hostname: host,
         username: crate::repository::keys::username(),
-        target_kind: "files".into(),
+        target_kind: kind.into(),
         targets: opts.targets.iter().map(|t| t.to_string()).collect(),
         paths,
         tree: root.expect("root tree stored"),
@@ -558,6 +637,7 @@ async fn run(
         errors,
         summary,
         program_version: env!("CARGO_PKG_VERSION").into(),
+        meta,
     })
 }
 
@@ -654,6 +734,71 @@ fn read_file(
     node.content = content;
     node.digest = Some(Id(*digest.finalize().as_bytes()));
     Ok((node, read, warning))
+}
+
+/// Display path of a streamed entry: its directories and name, `/`-joined.
+fn stream_path(dirs: &[Vec<u8>], name: &[u8]) -> String {
+    let mut p = String::new();
+    for d in dirs
+        .iter()
+        .map(|d| d.as_slice())
+        .chain(std::iter::once(name))
+    {
+        p.push('/');
+        p.push_str(&crate::repository::tree::escape_bytes(d));
+    }
+    p
+}
+
+/// Reads a streamed entry to its end: chunk, hash, hand new chunks to the packer. Any error
+/// fails the backup (see [`StreamSource`]); it names the entry.
+fn read_stream(
+    handle: &PackerHandle,
+    chunker: &crate::repository::chunker::Chunker,
+    id_key: &[u8; 32],
+    digest_key: &[u8; 32],
+    mut node: Node,
+    src: StreamSource,
+    path: &str,
+) -> Result<(Node, u64)> {
+    let reader = (src.open)().map_err(|e| Error::Target {
+        target: path.to_string(),
+        reason: format!("could not open the stream: {e}"),
+    })?;
+    let mut digest = blake3::Hasher::new_keyed(digest_key);
+    let mut content = Vec::new();
+    let mut read = 0u64;
+    let mut stream = chunker.stream(reader, u64::MAX);
+    loop {
+        let mut chunk = handle.pool().get();
+        match stream.next_into(&mut chunk) {
+            Ok(true) => {}
+            Ok(false) => {
+                handle.pool().put(chunk);
+                break;
+            }
+            Err(e) => {
+                handle.pool().put(chunk);
+                return Err(Error::Target {
+                    target: path.to_string(),
+                    reason: format!("the stream failed after {read} bytes: {e}"),
+                });
+            }
+        }
+        read += chunk.len() as u64;
+        digest.update(&chunk);
+        let id = Id::keyed(id_key, &chunk);
+        if handle.claim(&id) {
+            handle.add_blocking(BlobType::Data, id, chunk)?;
+        } else {
+            handle.pool().put(chunk);
+        }
+        content.push(id);
+    }
+    node.size = read;
+    node.content = content;
+    node.digest = Some(Id(*digest.finalize().as_bytes()));
+    Ok((node, read))
 }
 
 /// Reads a whole stream into the digest used by file nodes (for verification).

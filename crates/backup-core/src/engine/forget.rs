@@ -265,6 +265,7 @@ mod tests {
             errors: vec![],
             summary: Summary::default(),
             program_version: "t".into(),
+            meta: Default::default(),
         }
     }
 

@@ -146,6 +146,7 @@ impl Repository {
         password: &[u8],
         opts: InitOptions,
     ) -> Result<Repository> {
+        store.create_location().await?;
         if store.head("config").await?.is_some() {
             return Err(Error::RepositoryExists {
                 repo: store.location().to_string(),

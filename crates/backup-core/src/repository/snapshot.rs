@@ -92,7 +92,7 @@ pub struct Snapshot {
     pub hostname: String,
     /// User that ran it.
     pub username: String,
-    /// Target kind: `files` (more kinds come with their issues).
+    /// Target kind: `files`, `postgres`, `minio`, ... (one snapshot holds one kind).
     pub target_kind: String,
     /// The target specs as given (`files:/srv/data`).
     pub targets: Vec<String>,
@@ -122,4 +122,8 @@ pub struct Snapshot {
     pub summary: Summary,
     /// Version of the program that wrote it.
     pub program_version: String,
+    /// Facts the target recorded when it finished (PostgreSQL: start/stop LSN, timeline,
+    /// system identifier, server version; see `Target::finish`). Empty for files.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub meta: std::collections::BTreeMap<String, serde_json::Value>,
 }

@@ -6,6 +6,8 @@
 //! Serialization is deterministic, so an unchanged directory yields the same tree id and is
 //! stored once.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -152,6 +154,14 @@ pub struct Node {
     /// Why this file's content is missing or incomplete (it changed or failed while read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Target-specific metadata (an S3 object's content type, user metadata and tags, ...),
+    /// sorted by key. Files leave it empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    /// Change token of a streamed entry (e.g. an S3 object's ETag, size and last-modified): an
+    /// incremental backup reuses the parent's content when the tokens are equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl Node {
@@ -179,6 +189,8 @@ impl Node {
             link_target: None,
             xattrs: Vec::new(),
             error: None,
+            meta: BTreeMap::new(),
+            version: None,
         }
     }
 

@@ -2,8 +2,11 @@
 //!
 //! [`Store`] is the small object-store interface the repository needs: whole and ranged reads,
 //! create-only writes (objects are immutable and written once), overwrites (locks only), listing
-//! and deletion. [`ObjectStoreBackend`] implements it over any `object_store` backend; today the
-//! local folder (`LocalFileSystem`), S3/GCS/Azure come with the object-storage issue.
+//! and deletion. [`ObjectStoreBackend`] implements it over any `object_store` backend (the local
+//! folder uses it directly); [`cloud::CloudStore`] adds what S3, GCS and Azure need on top
+//! (multipart uploads, upload verification, conditional-create detection, bucket creation).
+
+pub mod cloud;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -57,8 +60,14 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes partial uploads left by interrupted writers and returns how many. Call only
     /// under the exclusive lock. Local folder: `object_store` stages a write as `<name>#<n>`
     /// and renames it into place; such names are never listed, so they are found here.
+    /// S3: unfinished multipart uploads under the prefix are aborted.
     async fn remove_partial_uploads(&self) -> Result<usize> {
         Ok(0)
+    }
+    /// Creates the place the repository lives in when it is missing (S3: the bucket). Called
+    /// by `init` only. Default: nothing to do.
+    async fn create_location(&self) -> Result<()> {
+        Ok(())
     }
     /// Makes every completed write durable (local folder: `syncfs(2)`; object stores are
     /// durable once a PUT returns). Called before a commit point such as a snapshot manifest.
@@ -86,6 +95,11 @@ impl ObjectStoreBackend {
         }
     }
 
+    /// The wrapped `object_store` backend.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
     /// A repository in a local folder, created (with parents) if `create` is set.
     ///
     /// Errors: [`Error::RepositoryNotFound`] if the folder is missing and `create` is false.
@@ -110,12 +124,28 @@ impl ObjectStoreBackend {
     }
 }
 
-/// Opens the store named by a repository URL: a local path or `file://` URL today.
+/// Opens the store named by a repository URL: a local path, a `file://` URL, or
+/// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` with settings from the
+/// environment (see [`cloud`]). `create` makes a missing local folder; buckets are created by
+/// `init` ([`Store::create_location`]).
 ///
-/// Errors: [`Error::InvalidInput`] for a scheme this build does not support.
+/// Errors: [`Error::InvalidInput`] for a scheme this build does not support or bad settings.
 pub fn open_store(url: &str, create: bool) -> Result<Arc<dyn Store>> {
+    open_store_with(url, create, &cloud::CloudOptions::default())
+}
+
+/// [`open_store`] with object-storage settings from a config file (the environment still
+/// overrides them).
+pub fn open_store_with(
+    url: &str,
+    create: bool,
+    cloud_opts: &cloud::CloudOptions,
+) -> Result<Arc<dyn Store>> {
     if url.is_empty() {
         return Err(Error::InvalidInput("empty repository location".into()));
+    }
+    if let Some(u) = cloud::CloudUrl::parse(url)? {
+        return Ok(Arc::new(cloud::CloudStore::open(&u, cloud_opts)?));
     }
     if let Some(rest) = url.strip_prefix("file://") {
         return Ok(Arc::new(ObjectStoreBackend::local(
@@ -125,7 +155,7 @@ pub fn open_store(url: &str, create: bool) -> Result<Arc<dyn Store>> {
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::InvalidInput(format!(
-            "repository URL {url}: scheme {scheme}:// is not supported by this build (use a local path)"
+            "repository URL {url}: scheme {scheme}:// is not supported (use a local path, s3://, gs:// or az://)"
         )));
     }
     // Absolute and lexically normal, so messages and the backup's self-exclusion use the same

@@ -174,6 +174,7 @@ pub async fn save_snapshot(repo: &Repository, tree: Id, label: &str) -> Snapshot
         errors: vec![],
         summary: Summary::default(),
         program_version: "test".into(),
+        meta: Default::default(),
     };
     snap.id = repo.save_snapshot(&snap).await.expect("save snapshot");
     snap
