@@ -5,7 +5,7 @@
 #   bash bench/api-status.sh            # uses target/release binaries (cargo build --release)
 # Environment: BIN_DIR (folder with backup-server and data-backup-manager), PG (admin URL,
 # default postgres://postgres@127.0.0.1:5432), DURATION (default 30s), CONNECTIONS (200),
-# THREADS (2), JOBS (10000), PORT (20910).
+# THREADS (2), JOBS (10000), PORT (20910), STATUS_CACHE_MS (1000: the server's status cache).
 # Prints wrk's latency distribution and a one-line summary (p50, p99, requests/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,7 @@ CONNECTIONS="${CONNECTIONS:-200}"
 THREADS="${THREADS:-2}"
 JOBS="${JOBS:-10000}"
 PORT="${PORT:-20910}"
+STATUS_CACHE_MS="${STATUS_CACHE_MS:-1000}"
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 for b in backup-server data-backup-manager; do
   [ -x "$BIN_DIR/$b" ] || { echo "$BIN_DIR/$b missing: cargo build --release -p backup-server -p backup-cli" >&2; exit 1; }
@@ -46,6 +47,7 @@ scheduler:
   default_schedules: false
 server:
   port: $PORT
+  status_cache_ms: $STATUS_CACHE_MS
   tokens:
     - {name: bench, token_env: DBM_BENCH_TOKEN}
 YAML

@@ -375,7 +375,7 @@ async fn killed_during_a_job_it_is_retried_after_restart() {
     // A target big enough that the backup is still running when the server is killed.
     let big = env.path("big");
     std::fs::create_dir_all(&big).unwrap();
-    for i in 0..24 {
+    for i in 0..48 {
         std::fs::write(big.join(format!("f{i}")), random_bytes(8 << 20, i)).unwrap();
     }
     let mut srv = env.start("server1.log").await;
@@ -415,7 +415,7 @@ async fn sigterm_puts_a_running_job_back_to_pending() {
     let env = Env::new("  shutdown_grace_secs: 0\n").await;
     let big = env.path("big");
     std::fs::create_dir_all(&big).unwrap();
-    for i in 0..24 {
+    for i in 0..48 {
         std::fs::write(big.join(format!("f{i}")), random_bytes(8 << 20, 100 + i)).unwrap();
     }
     let mut srv = env.start("server1.log").await;

@@ -224,7 +224,7 @@ impl Server {
                 return v;
             }
             assert!(Instant::now() < deadline, "{path} still {v}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
