@@ -620,6 +620,8 @@ pub struct CloudStore {
     part_size: u64,
     verify_etag: bool,
     conditional_create: tokio::sync::OnceCell<bool>,
+    /// How long a failed write is tried again (see [`CloudStore::write_retrying`]).
+    retry_timeout: Duration,
 }
 
 impl std::fmt::Debug for CloudStore {
@@ -694,6 +696,9 @@ impl CloudStore {
                     )
                 }
             };
+        let retry_timeout = s3
+            .as_ref()
+            .map_or(Duration::from_secs(180), |s| s.settings.retry_timeout);
         let cc = tokio::sync::OnceCell::new();
         if let Some(v) = s3.as_ref().and_then(|s| s.settings.conditional_create) {
             let _ = cc.set(v);
@@ -715,6 +720,7 @@ impl CloudStore {
             part_size: part,
             verify_etag: verify,
             conditional_create: cc,
+            retry_timeout,
         })
     }
 
@@ -809,6 +815,33 @@ impl CloudStore {
         match e {
             Error::Store(e) => self.ctx(e),
             e => e,
+        }
+    }
+
+    /// [`CloudStore::write`], tried again after transport failures that `object_store` does
+    /// not retry itself: a PUT whose connection broke after the body was sent (it cannot know
+    /// whether the object was stored) and multipart uploads that failed half-way. A retried
+    /// create-only PUT that finds the object is reported as existing; every object written
+    /// that way is named by its content (packs, index, snapshots) or random (locks), so that
+    /// is the object we sent. Errors with an HTTP status (403, 404, …) are not retried.
+    async fn write_retrying(&self, path: &str, data: Bytes, mode: PutMode) -> Result<PutResult> {
+        let start = std::time::Instant::now();
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match self.write(path, data.clone(), mode.clone()).await {
+                Err(Error::Store(e @ object_store::Error::Generic { .. }))
+                    if !e.to_string().contains("status code")
+                        && start.elapsed() + wait < self.retry_timeout =>
+                {
+                    tracing::warn!(
+                        "{}: writing {path} failed ({e}); trying again in {wait:?}",
+                        self.location
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(15));
+                }
+                r => return r,
+            }
         }
     }
 
@@ -966,10 +999,10 @@ impl Store for CloudStore {
             if self.head(path).await?.is_some() {
                 return Ok(false);
             }
-            self.write(path, data, PutMode::Overwrite).await?;
+            self.write_retrying(path, data, PutMode::Overwrite).await?;
             return Ok(true);
         }
-        match self.write(path, data, PutMode::Create).await {
+        match self.write_retrying(path, data, PutMode::Create).await {
             Ok(_) => Ok(true),
             Err(Error::Store(object_store::Error::AlreadyExists { .. })) => Ok(false),
             Err(e) => Err(e),
@@ -977,7 +1010,9 @@ impl Store for CloudStore {
     }
 
     async fn put_overwrite(&self, path: &str, data: Bytes) -> Result<()> {
-        self.write(path, data, PutMode::Overwrite).await.map(|_| ())
+        self.write_retrying(path, data, PutMode::Overwrite)
+            .await
+            .map(|_| ())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
