@@ -67,7 +67,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::RestorePoint(c) => crate::cmd_schedule::restore_point(&s, c).await,
         Command::Version => version(&s),
         Command::Job(a) => {
-            let id = uuid::Uuid::parse_str(&a.id).with_context(|| format!("job {:?}: expected a UUID", a.id))?;
+            let id = uuid::Uuid::parse_str(&a.id)
+                .with_context(|| format!("job {:?}: expected a UUID", a.id))?;
             print_json(&s.catalog().await?.get_job(id).await?)?;
             Ok(0)
         }
@@ -76,7 +77,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 .with_context(|| format!("restore {:?}: expected a UUID", a.id))?;
             let r = s.catalog().await?.get_restore_job(id).await?;
             print_json(&r)?;
-            Ok(if r.status == backup_core::catalog::JobStatus::Failed { 1 } else { 0 })
+            Ok(if r.status == backup_core::catalog::JobStatus::Failed {
+                1
+            } else {
+                0
+            })
         }
         Command::Event(a) => crate::cmd_schedule::event(&s, a).await,
         Command::Metrics => crate::cmd_schedule::metrics(&s).await,
@@ -354,7 +359,11 @@ async fn list(s: &Settings, a: ListArgs) -> Result<u8> {
         );
     }
     print_listing(s, &listing.snapshots)?;
-    Ok(if listing.damaged.is_empty() { 0 } else { WARNING })
+    Ok(if listing.damaged.is_empty() {
+        0
+    } else {
+        WARNING
+    })
 }
 
 /// Prints a listing of snapshots (as JSON objects: local, or from `GET /api/v1/backup/list`).
@@ -486,7 +495,10 @@ async fn verify(s: &Settings, a: VerifyArgs) -> Result<u8> {
 
 /// Prints a verification (local, or from `POST /api/v1/backup/verify/{id}`); exit 1 when it
 /// failed.
-pub fn print_verification(s: &Settings, v: &backup_core::service::verify::Verification) -> Result<u8> {
+pub fn print_verification(
+    s: &Settings,
+    v: &backup_core::service::verify::Verification,
+) -> Result<u8> {
     let r = &v.report;
     if s.json {
         print_json(v)?;

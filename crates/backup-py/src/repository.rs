@@ -192,7 +192,7 @@ impl Repository {
             },
             retention_days,
             parent: parent.map(snapshot_spec).transpose()?,
-            read_concurrency: None,
+            ..Default::default()
         };
         let repo = self.inner.clone();
         let sink = sink(progress, "backup");
