@@ -21,11 +21,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     tune_allocator();
-    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`).
-    // SAFETY: setting a signal disposition before any thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         // Usage errors exit 1 (2 means "warning" here); --help and --version exit 0.
@@ -34,6 +29,19 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    // Like other Unix tools, the commands that stream to stdout end quietly when the reader
+    // goes away (`| head`). Every other command keeps SIGPIPE ignored: a socket to a store
+    // that dies mid-backup must give an error and exit 1, not kill the process.
+    let streams_stdout = matches!(
+        &cli.command,
+        cli::Command::List(_) | cli::Command::Ls(_) | cli::Command::Diff(_) | cli::Command::Dump(_)
+    ) || matches!(&cli.command, cli::Command::Restore(a) if a.format.is_some());
+    if streams_stdout {
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     tracing_subscriber_init(cli.global.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
